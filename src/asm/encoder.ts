@@ -351,21 +351,21 @@ function resolveMemorySize(cands: Candidate[], ops: readonly Resolved[], mnemoni
 interface ImmKindInfo {
   /** bytes in the instruction */
   readonly field: number;
-  /** the size the value has for the operation */
-  readonly logical: (opSize: number) => number;
+  /** the size the value has for the operation (an imm8 sign-extended to 64 bits is a qword) */
+  readonly logical: number;
   readonly signExtended: boolean;
 }
 
 const IMM_KINDS: Readonly<Record<string, ImmKindInfo>> = {
-  imm8: { field: 1, logical: () => 1, signExtended: false },
-  imm8_const_1: { field: 0, logical: () => 1, signExtended: false },
-  imm8sex16: { field: 1, logical: () => 2, signExtended: true },
-  imm8sex32: { field: 1, logical: () => 4, signExtended: true },
-  imm8sex64: { field: 1, logical: () => 8, signExtended: true },
-  imm16: { field: 2, logical: () => 2, signExtended: false },
-  imm32: { field: 4, logical: () => 4, signExtended: false },
-  imm32sex64: { field: 4, logical: () => 8, signExtended: true },
-  imm64: { field: 8, logical: () => 8, signExtended: false },
+  imm8: { field: 1, logical: 1, signExtended: false },
+  imm8_const_1: { field: 0, logical: 1, signExtended: false },
+  imm8sex16: { field: 1, logical: 2, signExtended: true },
+  imm8sex32: { field: 1, logical: 4, signExtended: true },
+  imm8sex64: { field: 1, logical: 8, signExtended: true },
+  imm16: { field: 2, logical: 2, signExtended: false },
+  imm32: { field: 4, logical: 4, signExtended: false },
+  imm32sex64: { field: 4, logical: 8, signExtended: true },
+  imm64: { field: 8, logical: 8, signExtended: false },
 };
 
 /** Does a known plain value fit the immediate kind (as NASM accepts it without changing its meaning)? */
@@ -389,17 +389,6 @@ function inRange8(s: bigint): boolean {
   return s >= -128n && s <= 127n;
 }
 
-function operationSize(c: Candidate): number {
-  for (const k of c.form.ops) {
-    const m = GPR_KIND.exec(k);
-    if (m) return Number(m[1]) / 8;
-    if (['al', 'cl'].includes(k)) return 1;
-    if (['ax', 'dx'].includes(k)) return 2;
-    if (k === 'eax') return 4;
-    if (k === 'rax') return 8;
-  }
-  return /^Push[qw]?_|^Pushq/.test(c.form.code) ? (c.form.code.startsWith('Pushw') || c.form.code === 'Push_imm16' ? 2 : 8) : 0;
-}
 
 function applyImmediateRules(cands: Candidate[], ops: readonly Resolved[], mnemonic: string): Candidate[] {
   const immIdx = ops.findIndex((o) => o.kind === 'imm');
@@ -425,20 +414,19 @@ function applyImmediateRules(cands: Candidate[], ops: readonly Resolved[], mnemo
     const kind = kindOf(c);
     const info = IMM_KINDS[kind];
     if (!info) return false;
-    const opSize = operationSize(c);
     // a value that is an address, or not known yet, never takes a sign-extended byte form
     if ((info.signExtended && info.field === 1) || kind === 'imm8_const_1') {
       if (!plain) return false;
     }
     if (kind === 'imm8_const_1' && (K !== undefined || strict)) return false;
     // push takes a 64-bit operand unless `word` says otherwise
-    if (mnemonic === 'push' && (K === undefined || K === 1) && info.logical(opSize) === 2) return false;
+    if (mnemonic === 'push' && (K === undefined || K === 1) && info.logical === 2) return false;
     if (K === undefined) return true;
     if (K === 1) return info.field === 1;
-    if (strict) return info.field === K || (K === 8 && info.logical(opSize) === 8 && info.field > 1);
+    if (strict) return info.field === K || (K === 8 && info.logical === 8 && info.field > 1);
     const want = mnemonic === 'push' && K === 4 ? 8 : K;
     if (mnemonic === 'mov' && K === 4 && kind === 'imm32sex64') return true;
-    return info.logical(opSize) === want;
+    return info.logical === want;
   });
   if (strict && K === 8 && out.some((c) => IMM_KINDS[kindOf(c)]?.field === 8)) out = out.filter((c) => IMM_KINDS[kindOf(c)]?.field === 8);
   if (out.length === 0) {
@@ -449,7 +437,7 @@ function applyImmediateRules(cands: Candidate[], ops: readonly Resolved[], mnemo
   if (!plain) return out;
   const fitting = out.filter((c) => isBranch(c) || fits(kindOf(c), value.v));
   if (fitting.length === 0) {
-    const widest = Math.max(...out.map((c) => IMM_KINDS[kindOf(c)]?.logical(operationSize(c)) ?? 0));
+    const widest = Math.max(...out.map((c) => IMM_KINDS[kindOf(c)]?.logical ?? 0));
     throw new AsmError(imm.pos, `value ${formatValue(value.v)} is out of range for a ${widest * 8}-bit immediate of '${mnemonic}'` +
       (widest === 8 ? ' (64-bit operations sign-extend a 32-bit immediate; load larger values with mov into a register)' : ''));
   }
@@ -575,14 +563,21 @@ function encodeStringOp(stmt: InsnStmt): Uint8Array {
   const rep = prefix === 'repne' ? I.RepPrefixKind.Repne : prefix ? I.RepPrefixKind.Repe : I.RepPrefixKind.None;
   const name = STRING_OPS[stmt.mnemonic];
   const none = I.Register.None;
-  const { Instruction } = I;
-  let instr: Iced.Instruction;
-  switch (name.slice(0, 4)) {
-    case 'Movs': instr = (Instruction as any)[`create${name}`](64, none, rep); break;
-    case 'Lods': instr = (Instruction as any)[`create${name}`](64, none, rep); break;
-    case 'Cmps': instr = (Instruction as any)[`create${name}`](64, none, rep); break;
-    default: instr = (Instruction as any)[`create${name}`](64, rep);
-  }
+  const I64 = I.Instruction;
+  // iced's constructors: movs/lods/cmps take a segment override, stos/scas do not
+  const create: Record<string, () => Iced.Instruction> = {
+    Movsb: () => I64.createMovsb(64, none, rep), Movsw: () => I64.createMovsw(64, none, rep),
+    Movsd: () => I64.createMovsd(64, none, rep), Movsq: () => I64.createMovsq(64, none, rep),
+    Lodsb: () => I64.createLodsb(64, none, rep), Lodsw: () => I64.createLodsw(64, none, rep),
+    Lodsd: () => I64.createLodsd(64, none, rep), Lodsq: () => I64.createLodsq(64, none, rep),
+    Cmpsb: () => I64.createCmpsb(64, none, rep), Cmpsw: () => I64.createCmpsw(64, none, rep),
+    Cmpsd: () => I64.createCmpsd(64, none, rep), Cmpsq: () => I64.createCmpsq(64, none, rep),
+    Stosb: () => I64.createStosb(64, rep), Stosw: () => I64.createStosw(64, rep),
+    Stosd: () => I64.createStosd(64, rep), Stosq: () => I64.createStosq(64, rep),
+    Scasb: () => I64.createScasb(64, rep), Scasw: () => I64.createScasw(64, rep),
+    Scasd: () => I64.createScasd(64, rep), Scasq: () => I64.createScasq(64, rep),
+  };
+  const instr = create[name]();
   const enc = getEncoder();
   try {
     enc.encode(instr, 0n);
