@@ -167,9 +167,15 @@ export class Parser {
       case 'global':
       case 'static':
       case 'common':
-      case 'cpu':
+      case 'cpu': {
+        c.next();
+        const arg = c.peek();
+        if (!arg || (arg.kind !== 'id' && !(word === 'cpu' && arg.kind === 'num'))) {
+          c.fail(word === 'cpu' ? `'cpu' needs a CPU name` : `identifier expected after '${word}'`, arg ?? t);
+        }
         c.i = c.toks.length; // meaningless in a flat binary; accepted as NASM does
         return undefined;
+      }
       case 'extern':
         c.fail(`'extern' cannot be used: a flat binary has no linker`, t);
       // falls through (fail throws)

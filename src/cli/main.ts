@@ -4,10 +4,13 @@
 
 import { asmCommand, ASM_USAGE } from './asm-command';
 import { UsageError } from './args';
+import { runCommand, RUN_USAGE } from './run-command';
 
 const USAGE = `usage:
   ${ASM_USAGE}
-      assemble a guest program (NASM syntax) to a flat binary; --listing prints a NASM-style listing`;
+      assemble a guest program (NASM syntax) to a flat binary; --listing prints a NASM-style listing
+  ${RUN_USAGE}
+      run a guest program on the emulated machine: its console output and a summary, or --json`;
 
 export function main(argv: readonly string[]): number {
   const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : s + '\n');
@@ -17,6 +20,8 @@ export function main(argv: readonly string[]): number {
     switch (command) {
       case 'asm':
         return asmCommand(rest, out, err);
+      case 'run':
+        return runCommand(rest, out, err);
       case undefined:
       case '-h':
       case '--help':

@@ -71,6 +71,7 @@ describe('assembler diagnostics', () => {
     expectOne(['  incbin "x.bin"'], "g.vasm:1:3: 'incbin' is not supported by this assembler");
     expectOne(['  extern printf'], "g.vasm:1:3: 'extern' cannot be used: a flat binary has no linker");
     expectOne(['  equ 5'], "g.vasm:1:3: 'equ' needs a label before it");
+    expectOne(['common: nop'], "g.vasm:1:7: identifier expected after 'common'");
     expectOne(['  org 0x1000', '  org 0x2000'], "g.vasm:2:3: 'org' is already 0x1000; a flat binary has one origin");
     expectOne(['  section .bss', '  db 1'], "g.vasm:2:3: data cannot be initialized in the nobits section '.bss'; use resb/resw/resd/resq");
     expectOne(['  resb 0x2000000'], 'g.vasm:1:3: the reserved size is too large (33554432): guest images must end below 16 MiB');

@@ -1,0 +1,230 @@
+// Decoded basic blocks: straight-line runs of compiled instructions, decoded once with iced-x86
+// and kept per linear start address (and CR3). A block ends at a control transfer or at an
+// instruction whose effects the runner must see (I/O, MSR, CLI/STI, ...), at a page end, or just
+// before an armed breakpoint, so a breakpoint costs nothing until it is reached. A write to a
+// page that holds decoded code invalidates that page's blocks (self-modifying code, loaders).
+// Blocks chain to their successors so that a loop does not go back to the cache.
+
+import type * as Iced from 'iced-x86';
+import { iced } from '../../asm/iced';
+import { ACCESS_FETCH, type Cpu, hiOf, loOf } from './cpu';
+import { GuestFault, hasErrorCode, PF, UD } from './exceptions';
+import { toInsn } from './insn';
+import { compile } from './ops/compile';
+import type { Op } from './ops/op';
+import type { PhysicalMemory } from '../memory';
+
+const MAX_INSNS = 64;
+const PAGE = 4096;
+
+export class Block {
+  valid = true;
+  /** the block starts at an armed breakpoint */
+  breakpoint = false;
+  private succA: Block | null = null;
+  private succB: Block | null = null;
+
+  constructor(
+    readonly start: number,
+    readonly cr3: number,
+    readonly ops: readonly Op[],
+    /** address of each instruction */
+    readonly addrs: readonly number[],
+    /** address after each instruction */
+    readonly nexts: readonly number[],
+    /** physical pages the block's bytes came from */
+    readonly pages: readonly number[],
+  ) {}
+
+  /** A known successor starting at `rip`, or null. */
+  successor(rip: number): Block | null {
+    const a = this.succA;
+    if (a !== null && a.start === rip && a.valid) return a;
+    const b = this.succB;
+    if (b !== null && b.start === rip && b.valid) return b;
+    return null;
+  }
+
+  link(next: Block): void {
+    if (this.succA === null || !this.succA.valid) this.succA = next;
+    else if (this.succA !== next) this.succB = next;
+  }
+
+  get end(): number {
+    return this.nexts[this.nexts.length - 1];
+  }
+}
+
+export class BlockCache {
+  private readonly map = new Map<number, Block>();
+  private readonly byPage = new Map<number, Block[]>();
+  private breakpointSet = new Set<number>();
+  private instr: Iced.Instruction | undefined;
+  /** blocks built so far (statistics) */
+  built = 0;
+
+  constructor(
+    private readonly mem: PhysicalMemory,
+    /** called when a physical page first holds decoded code: vCPUs must stop writing it directly */
+    private readonly onCodePage: (page: number) => void,
+  ) {}
+
+  get breakpoints(): ReadonlySet<number> {
+    return this.breakpointSet;
+  }
+
+  /** Arms exactly these instruction breakpoints (linear addresses); the affected blocks are rebuilt. */
+  setBreakpoints(addresses: Iterable<number>): void {
+    const next = new Set(addresses);
+    const changed = [...next].filter((a) => !this.breakpointSet.has(a)).concat([...this.breakpointSet].filter((a) => !next.has(a)));
+    this.breakpointSet = next;
+    if (changed.length === 0) return;
+    for (const block of [...this.map.values()]) {
+      if (changed.some((a) => a >= block.start && a < block.end)) this.drop(block);
+    }
+  }
+
+  /** The block at the CPU's RIP, built if needed; null when its first byte could not be fetched (the fault was delivered). */
+  lookup(cpu: Cpu): Block | null {
+    const known = this.map.get(cpu.rip);
+    if (known !== undefined && known.valid && known.cr3 === cpu.cr3) return known;
+    let block: Block;
+    try {
+      block = this.build(cpu);
+    } catch (e) {
+      if (!(e instanceof GuestFault)) throw e;
+      if (e.vector === PF) cpu.cr2 = e.address ?? 0;
+      cpu.deliver(e.vector, hasErrorCode(e.vector) ? e.errorCode ?? 0 : undefined);
+      return null;
+    }
+    if (known !== undefined) this.drop(known);
+    this.map.set(block.start, block);
+    for (const p of block.pages) {
+      const list = this.byPage.get(p);
+      if (list) list.push(block);
+      else this.byPage.set(p, [block]);
+      if (!this.mem.codePages[p] && p < this.mem.codePages.length) {
+        this.mem.codePages[p] = 1;
+        this.onCodePage(p);
+      }
+    }
+    return block;
+  }
+
+  /** A guest wrote to a physical page: drop its blocks. Returns whether any existed. */
+  invalidatePage(page: number): boolean {
+    const list = this.byPage.get(page);
+    this.mem.codePages[page] = 0;
+    if (!list) return false;
+    this.byPage.delete(page);
+    for (const b of list) this.drop(b);
+    return list.length > 0;
+  }
+
+  /** Paging changed under the decoded code: everything is rebuilt on demand. */
+  invalidateAll(): void {
+    for (const b of this.map.values()) b.valid = false;
+    this.map.clear();
+    for (const p of this.byPage.keys()) this.mem.codePages[p] = 0;
+    this.byPage.clear();
+  }
+
+  private drop(b: Block): void {
+    b.valid = false;
+    if (this.map.get(b.start) === b) this.map.delete(b.start);
+  }
+
+  /** Reads up to `max` instruction bytes at a linear address through the CPU's page tables (fetch access). */
+  private fetch(cpu: Cpu, lo: number, hi: number, max: number): { bytes: Uint8Array; pages: number[] } {
+    const phys = cpu.translate(lo, hi, ACCESS_FETCH);
+    const inPage = Math.min(max, PAGE - (lo & 0xfff));
+    const bytes = new Uint8Array(inPage + 15);
+    const ram = this.mem.ram;
+    let n = 0;
+    for (; n < inPage; n++) bytes[n] = phys + n < this.mem.size ? ram[phys + n] : 0xff;
+    return { bytes: bytes.subarray(0, n), pages: [Math.floor(phys / PAGE)] };
+  }
+
+  private build(cpu: Cpu): Block {
+    const I = iced();
+    const start = cpu.rip;
+    const lo = loOf(start);
+    const hi = hiOf(start);
+    const first = this.fetch(cpu, lo, hi, 512);
+    let bytes = first.bytes;
+    const pages = [...first.pages];
+    // an instruction may run into the next page: take up to 15 more bytes from it when it is mapped
+    let crossFault: GuestFault | undefined;
+    if (bytes.length < 512) {
+      const nlo = lo + bytes.length;
+      try {
+        const more = this.fetch(cpu, nlo >= 4294967296 ? nlo - 4294967296 : nlo, nlo >= 4294967296 ? (hi + 1) | 0 : hi, 15);
+        const joined = new Uint8Array(bytes.length + more.bytes.length);
+        joined.set(bytes);
+        joined.set(more.bytes, bytes.length);
+        bytes = joined;
+        pages.push(...more.pages);
+      } catch (e) {
+        if (!(e instanceof GuestFault)) throw e;
+        crossFault = e;
+      }
+    }
+    const firstPageBytes = first.bytes.length;
+    const ops: Op[] = [];
+    const addrs: number[] = [];
+    const nexts: number[] = [];
+    const instr = (this.instr ??= new I.Instruction());
+    const decoder = new I.Decoder(64, bytes, I.DecoderOptions.None);
+    try {
+      decoder.ip = BigInt.asUintN(64, BigInt(start));
+      let offset = 0;
+      while (ops.length < MAX_INSNS) {
+        const addr = start + offset;
+        if (ops.length > 0 && (offset >= firstPageBytes || this.breakpointSet.has(addr))) break;
+        if (!decoder.canDecode) {
+          // the instruction runs into a page that cannot be fetched: #PF there when it executes
+          const fault = crossFault ?? new GuestFault(UD, undefined);
+          ops.push(() => {
+            throw fault;
+          });
+          addrs.push(addr);
+          nexts.push(addr);
+          break;
+        }
+        decoder.decodeOut(instr);
+        const length = instr.length;
+        if (instr.isInvalid) {
+          const truncated = decoder.lastError === I.DecoderError.NoMoreBytes && crossFault;
+          const fault = truncated ? crossFault! : new GuestFault(UD, undefined);
+          ops.push(() => {
+            throw fault;
+          });
+          addrs.push(addr);
+          nexts.push(addr + Math.max(length, 1));
+          break;
+        }
+        // a later instruction that crosses into the next page starts its own block
+        if (ops.length > 0 && offset + length > firstPageBytes) break;
+        const insn = toInsn(instr, addr);
+        const compiled = compile(insn);
+        ops.push(compiled.op);
+        addrs.push(addr);
+        nexts.push(insn.next);
+        offset += length;
+        if (compiled.ends) break;
+      }
+    } finally {
+      decoder.free();
+    }
+    const usedPages = offsetPages(pages, firstPageBytes, nexts[nexts.length - 1] - start);
+    const block = new Block(start, cpu.cr3, ops, addrs, nexts, usedPages);
+    block.breakpoint = this.breakpointSet.has(start);
+    this.built++;
+    return block;
+  }
+}
+
+/** The pages a block really covers (the second only when its bytes reach into it). */
+function offsetPages(pages: number[], firstPageBytes: number, length: number): number[] {
+  return length > firstPageBytes && pages.length > 1 ? pages : [pages[0]];
+}

@@ -1,0 +1,683 @@
+// Integer ALU instructions: add, or, adc, sbb, and, sub, xor, cmp, test (two operands) and inc,
+// dec, neg, not. Flags are lazy except for adc/sbb (their carry-in makes the lazy record
+// ambiguous), which compute them at once. The register and immediate forms used in loops get
+// their own closures; everything else goes through the generic getter/setter path.
+
+import type { Cpu } from '../cpu';
+import { AF, ARITH, CF, getCF, keepCF, LAZY_ADD, LAZY_DEC, LAZY_INC, LAZY_LOGIC, LAZY_SUB, OF, setArith, signBit, zsp } from '../flags';
+import type { Insn } from '../insn';
+import { continues, type Compiled } from './op';
+import { access, normalize } from './operands';
+
+export type AluKind = 'add' | 'or' | 'adc' | 'sbb' | 'and' | 'sub' | 'xor' | 'cmp' | 'test';
+
+function lazyKindOf(k: AluKind): number {
+  return k === 'add' ? LAZY_ADD : k === 'sub' || k === 'cmp' ? LAZY_SUB : LAZY_LOGIC;
+}
+
+/** Records a lazy result: the first operand and the result, normalized to the width. */
+function record(c: Cpu, kind: number, size: number, alo: number, ahi: number, rlo: number, rhi: number): void {
+  c.lazy = ARITH;
+  c.lazyKind = kind;
+  c.lazySize = size;
+  c.lazyAlo = alo;
+  c.lazyAhi = ahi;
+  c.lazyRlo = rlo;
+  c.lazyRhi = rhi;
+}
+
+export function binaryAlu(insn: Insn, kind: AluKind): Compiled {
+  const size = insn.opSize;
+  const [dst, src] = insn.ops;
+  if (size === 8 && dst.kind === 'reg' && (src.kind === 'reg' || src.kind === 'imm') && kind !== 'adc' && kind !== 'sbb') {
+    return continues(fast64(kind, 2 * dst.reg.index, src.kind === 'reg' ? 2 * src.reg.index : -1, src.kind === 'imm' ? src.lo : 0, src.kind === 'imm' ? src.hi : 0));
+  }
+  if (size === 4 && dst.kind === 'reg' && (src.kind === 'reg' || src.kind === 'imm') && kind !== 'adc' && kind !== 'sbb') {
+    return continues(fast32(kind, 2 * dst.reg.index, src.kind === 'reg' ? 2 * src.reg.index : -1, src.kind === 'imm' ? src.lo : 0));
+  }
+  return continues(generic(insn, kind));
+}
+
+type FastFactory = (d: number, s: number, ilo: number, ihi: number) => (c: Cpu) => number;
+
+// One function literal per operation and operand shape: closures made from one literal share
+// their optimized code, so a switch on the operation inside would run on every instruction.
+const FAST64_RR: Readonly<Record<string, FastFactory>> = {
+  add: (d, s) => (c) => {
+    const r = c.r;
+    const alo = r[d];
+    const ahi = r[d + 1];
+    const blo = r[s];
+    const bhi = r[s + 1];
+    const lo = (alo + blo) | 0;
+    const hi = (ahi + bhi + ((lo >>> 0) < (alo >>> 0) ? 1 : 0)) | 0;
+    r[d] = lo;
+    r[d + 1] = hi;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_ADD;
+    c.lazySize = 8;
+    c.lazyAlo = alo;
+    c.lazyAhi = ahi;
+    c.lazyRlo = lo;
+    c.lazyRhi = hi;
+    return 0;
+  },
+  sub: (d, s) => (c) => {
+    const r = c.r;
+    const alo = r[d];
+    const ahi = r[d + 1];
+    const blo = r[s];
+    const bhi = r[s + 1];
+    const lo = (alo - blo) | 0;
+    const hi = (ahi - bhi - ((alo >>> 0) < (blo >>> 0) ? 1 : 0)) | 0;
+    r[d] = lo;
+    r[d + 1] = hi;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_SUB;
+    c.lazySize = 8;
+    c.lazyAlo = alo;
+    c.lazyAhi = ahi;
+    c.lazyRlo = lo;
+    c.lazyRhi = hi;
+    return 0;
+  },
+  cmp: (d, s) => (c) => {
+    const r = c.r;
+    const alo = r[d];
+    const ahi = r[d + 1];
+    const blo = r[s];
+    const bhi = r[s + 1];
+    const lo = (alo - blo) | 0;
+    const hi = (ahi - bhi - ((alo >>> 0) < (blo >>> 0) ? 1 : 0)) | 0;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_SUB;
+    c.lazySize = 8;
+    c.lazyAlo = alo;
+    c.lazyAhi = ahi;
+    c.lazyRlo = lo;
+    c.lazyRhi = hi;
+    return 0;
+  },
+  and: (d, s) => (c) => {
+    const r = c.r;
+    const alo = r[d];
+    const ahi = r[d + 1];
+    const blo = r[s];
+    const bhi = r[s + 1];
+    const lo = alo & blo;
+    const hi = ahi & bhi;
+    r[d] = lo;
+    r[d + 1] = hi;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_LOGIC;
+    c.lazySize = 8;
+    c.lazyRlo = lo;
+    c.lazyRhi = hi;
+    return 0;
+  },
+  test: (d, s) => (c) => {
+    const r = c.r;
+    const alo = r[d];
+    const ahi = r[d + 1];
+    const blo = r[s];
+    const bhi = r[s + 1];
+    const lo = alo & blo;
+    const hi = ahi & bhi;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_LOGIC;
+    c.lazySize = 8;
+    c.lazyRlo = lo;
+    c.lazyRhi = hi;
+    return 0;
+  },
+  or: (d, s) => (c) => {
+    const r = c.r;
+    const alo = r[d];
+    const ahi = r[d + 1];
+    const blo = r[s];
+    const bhi = r[s + 1];
+    const lo = alo | blo;
+    const hi = ahi | bhi;
+    r[d] = lo;
+    r[d + 1] = hi;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_LOGIC;
+    c.lazySize = 8;
+    c.lazyRlo = lo;
+    c.lazyRhi = hi;
+    return 0;
+  },
+  xor: (d, s) => (c) => {
+    const r = c.r;
+    const alo = r[d];
+    const ahi = r[d + 1];
+    const blo = r[s];
+    const bhi = r[s + 1];
+    const lo = alo ^ blo;
+    const hi = ahi ^ bhi;
+    r[d] = lo;
+    r[d + 1] = hi;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_LOGIC;
+    c.lazySize = 8;
+    c.lazyRlo = lo;
+    c.lazyRhi = hi;
+    return 0;
+  },
+};
+
+const FAST64_RI: Readonly<Record<string, FastFactory>> = {
+  add: (d, _s, ilo, ihi) => (c) => {
+    const r = c.r;
+    const alo = r[d];
+    const ahi = r[d + 1];
+    const blo = ilo;
+    const bhi = ihi;
+    const lo = (alo + blo) | 0;
+    const hi = (ahi + bhi + ((lo >>> 0) < (alo >>> 0) ? 1 : 0)) | 0;
+    r[d] = lo;
+    r[d + 1] = hi;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_ADD;
+    c.lazySize = 8;
+    c.lazyAlo = alo;
+    c.lazyAhi = ahi;
+    c.lazyRlo = lo;
+    c.lazyRhi = hi;
+    return 0;
+  },
+  sub: (d, _s, ilo, ihi) => (c) => {
+    const r = c.r;
+    const alo = r[d];
+    const ahi = r[d + 1];
+    const blo = ilo;
+    const bhi = ihi;
+    const lo = (alo - blo) | 0;
+    const hi = (ahi - bhi - ((alo >>> 0) < (blo >>> 0) ? 1 : 0)) | 0;
+    r[d] = lo;
+    r[d + 1] = hi;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_SUB;
+    c.lazySize = 8;
+    c.lazyAlo = alo;
+    c.lazyAhi = ahi;
+    c.lazyRlo = lo;
+    c.lazyRhi = hi;
+    return 0;
+  },
+  cmp: (d, _s, ilo, ihi) => (c) => {
+    const r = c.r;
+    const alo = r[d];
+    const ahi = r[d + 1];
+    const blo = ilo;
+    const bhi = ihi;
+    const lo = (alo - blo) | 0;
+    const hi = (ahi - bhi - ((alo >>> 0) < (blo >>> 0) ? 1 : 0)) | 0;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_SUB;
+    c.lazySize = 8;
+    c.lazyAlo = alo;
+    c.lazyAhi = ahi;
+    c.lazyRlo = lo;
+    c.lazyRhi = hi;
+    return 0;
+  },
+  and: (d, _s, ilo, ihi) => (c) => {
+    const r = c.r;
+    const alo = r[d];
+    const ahi = r[d + 1];
+    const blo = ilo;
+    const bhi = ihi;
+    const lo = alo & blo;
+    const hi = ahi & bhi;
+    r[d] = lo;
+    r[d + 1] = hi;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_LOGIC;
+    c.lazySize = 8;
+    c.lazyRlo = lo;
+    c.lazyRhi = hi;
+    return 0;
+  },
+  test: (d, _s, ilo, ihi) => (c) => {
+    const r = c.r;
+    const alo = r[d];
+    const ahi = r[d + 1];
+    const blo = ilo;
+    const bhi = ihi;
+    const lo = alo & blo;
+    const hi = ahi & bhi;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_LOGIC;
+    c.lazySize = 8;
+    c.lazyRlo = lo;
+    c.lazyRhi = hi;
+    return 0;
+  },
+  or: (d, _s, ilo, ihi) => (c) => {
+    const r = c.r;
+    const alo = r[d];
+    const ahi = r[d + 1];
+    const blo = ilo;
+    const bhi = ihi;
+    const lo = alo | blo;
+    const hi = ahi | bhi;
+    r[d] = lo;
+    r[d + 1] = hi;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_LOGIC;
+    c.lazySize = 8;
+    c.lazyRlo = lo;
+    c.lazyRhi = hi;
+    return 0;
+  },
+  xor: (d, _s, ilo, ihi) => (c) => {
+    const r = c.r;
+    const alo = r[d];
+    const ahi = r[d + 1];
+    const blo = ilo;
+    const bhi = ihi;
+    const lo = alo ^ blo;
+    const hi = ahi ^ bhi;
+    r[d] = lo;
+    r[d + 1] = hi;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_LOGIC;
+    c.lazySize = 8;
+    c.lazyRlo = lo;
+    c.lazyRhi = hi;
+    return 0;
+  },
+};
+
+const FAST32_RR: Readonly<Record<string, FastFactory>> = {
+  add: (d, s) => (c) => {
+    const r = c.r;
+    const a = r[d];
+    const b = r[s];
+    const v = (a + b) | 0;
+    r[d] = v;
+    r[d + 1] = 0;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_ADD;
+    c.lazySize = 4;
+    c.lazyAlo = a;
+    c.lazyAhi = 0;
+    c.lazyRlo = v;
+    c.lazyRhi = 0;
+    return 0;
+  },
+  sub: (d, s) => (c) => {
+    const r = c.r;
+    const a = r[d];
+    const b = r[s];
+    const v = (a - b) | 0;
+    r[d] = v;
+    r[d + 1] = 0;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_SUB;
+    c.lazySize = 4;
+    c.lazyAlo = a;
+    c.lazyAhi = 0;
+    c.lazyRlo = v;
+    c.lazyRhi = 0;
+    return 0;
+  },
+  cmp: (d, s) => (c) => {
+    const r = c.r;
+    const a = r[d];
+    const b = r[s];
+    const v = (a - b) | 0;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_SUB;
+    c.lazySize = 4;
+    c.lazyAlo = a;
+    c.lazyAhi = 0;
+    c.lazyRlo = v;
+    c.lazyRhi = 0;
+    return 0;
+  },
+  and: (d, s) => (c) => {
+    const r = c.r;
+    const a = r[d];
+    const b = r[s];
+    const v = a & b;
+    r[d] = v;
+    r[d + 1] = 0;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_LOGIC;
+    c.lazySize = 4;
+    c.lazyRlo = v;
+    c.lazyRhi = 0;
+    return 0;
+  },
+  test: (d, s) => (c) => {
+    const r = c.r;
+    const a = r[d];
+    const b = r[s];
+    const v = a & b;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_LOGIC;
+    c.lazySize = 4;
+    c.lazyRlo = v;
+    c.lazyRhi = 0;
+    return 0;
+  },
+  or: (d, s) => (c) => {
+    const r = c.r;
+    const a = r[d];
+    const b = r[s];
+    const v = a | b;
+    r[d] = v;
+    r[d + 1] = 0;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_LOGIC;
+    c.lazySize = 4;
+    c.lazyRlo = v;
+    c.lazyRhi = 0;
+    return 0;
+  },
+  xor: (d, s) => (c) => {
+    const r = c.r;
+    const a = r[d];
+    const b = r[s];
+    const v = a ^ b;
+    r[d] = v;
+    r[d + 1] = 0;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_LOGIC;
+    c.lazySize = 4;
+    c.lazyRlo = v;
+    c.lazyRhi = 0;
+    return 0;
+  },
+};
+
+const FAST32_RI: Readonly<Record<string, FastFactory>> = {
+  add: (d, _s, ilo) => (c) => {
+    const r = c.r;
+    const a = r[d];
+    const b = ilo;
+    const v = (a + b) | 0;
+    r[d] = v;
+    r[d + 1] = 0;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_ADD;
+    c.lazySize = 4;
+    c.lazyAlo = a;
+    c.lazyAhi = 0;
+    c.lazyRlo = v;
+    c.lazyRhi = 0;
+    return 0;
+  },
+  sub: (d, _s, ilo) => (c) => {
+    const r = c.r;
+    const a = r[d];
+    const b = ilo;
+    const v = (a - b) | 0;
+    r[d] = v;
+    r[d + 1] = 0;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_SUB;
+    c.lazySize = 4;
+    c.lazyAlo = a;
+    c.lazyAhi = 0;
+    c.lazyRlo = v;
+    c.lazyRhi = 0;
+    return 0;
+  },
+  cmp: (d, _s, ilo) => (c) => {
+    const r = c.r;
+    const a = r[d];
+    const b = ilo;
+    const v = (a - b) | 0;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_SUB;
+    c.lazySize = 4;
+    c.lazyAlo = a;
+    c.lazyAhi = 0;
+    c.lazyRlo = v;
+    c.lazyRhi = 0;
+    return 0;
+  },
+  and: (d, _s, ilo) => (c) => {
+    const r = c.r;
+    const a = r[d];
+    const b = ilo;
+    const v = a & b;
+    r[d] = v;
+    r[d + 1] = 0;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_LOGIC;
+    c.lazySize = 4;
+    c.lazyRlo = v;
+    c.lazyRhi = 0;
+    return 0;
+  },
+  test: (d, _s, ilo) => (c) => {
+    const r = c.r;
+    const a = r[d];
+    const b = ilo;
+    const v = a & b;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_LOGIC;
+    c.lazySize = 4;
+    c.lazyRlo = v;
+    c.lazyRhi = 0;
+    return 0;
+  },
+  or: (d, _s, ilo) => (c) => {
+    const r = c.r;
+    const a = r[d];
+    const b = ilo;
+    const v = a | b;
+    r[d] = v;
+    r[d + 1] = 0;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_LOGIC;
+    c.lazySize = 4;
+    c.lazyRlo = v;
+    c.lazyRhi = 0;
+    return 0;
+  },
+  xor: (d, _s, ilo) => (c) => {
+    const r = c.r;
+    const a = r[d];
+    const b = ilo;
+    const v = a ^ b;
+    r[d] = v;
+    r[d + 1] = 0;
+    c.lazy = ARITH;
+    c.lazyKind = LAZY_LOGIC;
+    c.lazySize = 4;
+    c.lazyRlo = v;
+    c.lazyRhi = 0;
+    return 0;
+  },
+};
+
+function fast64(kind: AluKind, d: number, s: number, ilo: number, ihi: number): (c: Cpu) => number {
+  return (s < 0 ? FAST64_RI : FAST64_RR)[kind](d, s, ilo, ihi);
+}
+
+function fast32(kind: AluKind, d: number, s: number, ilo: number): (c: Cpu) => number {
+  return (s < 0 ? FAST32_RI : FAST32_RR)[kind](d, s, ilo, 0);
+}
+
+function generic(insn: Insn, kind: AluKind): (c: Cpu) => number {
+  const size = insn.opSize;
+  const a = access(insn.ops[0], size);
+  const b = access(insn.ops[1], size);
+  const ea = a.ea ?? b.ea;
+  const getA = a.get;
+  const getB = b.get;
+  const put = kind === 'cmp' || kind === 'test' ? null : a.put;
+  const lk = lazyKindOf(kind);
+  const wide = size === 8;
+  return (c) => {
+    if (ea) ea(c);
+    const alo = getA(c);
+    const ahi = wide ? c.tmpHi : 0;
+    const blo = getB(c);
+    const bhi = wide ? c.tmpHi : 0;
+    let lo: number;
+    let hi = 0;
+    let carryIn = 0;
+    switch (kind) {
+    case 'add':
+      if (wide) {
+        lo = (alo + blo) | 0;
+        hi = (ahi + bhi + ((lo >>> 0) < (alo >>> 0) ? 1 : 0)) | 0;
+      } else lo = normalize(size, alo + blo);
+      break;
+    case 'adc':
+      carryIn = getCF(c) ? 1 : 0;
+      if (wide) {
+        const s = (alo >>> 0) + (blo >>> 0) + carryIn;
+        lo = s | 0;
+        hi = (ahi + bhi + (s >= 4294967296 ? 1 : 0)) | 0;
+      } else lo = normalize(size, alo + blo + carryIn);
+      break;
+    case 'sub':
+    case 'cmp':
+      if (wide) {
+        lo = (alo - blo) | 0;
+        hi = (ahi - bhi - ((alo >>> 0) < (blo >>> 0) ? 1 : 0)) | 0;
+      } else lo = normalize(size, alo - blo);
+      break;
+    case 'sbb':
+      carryIn = getCF(c) ? 1 : 0;
+      if (wide) {
+        const s = (alo >>> 0) - (blo >>> 0) - carryIn;
+        lo = s | 0;
+        hi = (ahi - bhi - (s < 0 ? 1 : 0)) | 0;
+      } else lo = normalize(size, alo - blo - carryIn);
+      break;
+    case 'and':
+    case 'test':
+      lo = alo & blo;
+      hi = ahi & bhi;
+      break;
+    case 'or':
+      lo = alo | blo;
+      hi = ahi | bhi;
+      break;
+    default:
+      lo = alo ^ blo;
+      hi = ahi ^ bhi;
+    }
+    if (put) put(c, lo, hi); // memory first: a faulting write changes nothing
+    if (kind === 'adc' || kind === 'sbb') {
+    setArith(c, carryFlags(kind, size, alo, ahi, blo, bhi, lo, hi, carryIn));
+    } else {
+    record(c, lk, size, alo, ahi, lo, hi);
+    }
+    return 0;
+  };
+}
+
+/** CF, OF, AF and ZF/SF/PF of adc/sbb, from the operands, the carry in and the result. */
+function carryFlags(kind: 'adc' | 'sbb', size: number, alo: number, ahi: number, blo: number, bhi: number, rlo: number, rhi: number, cin: number): number {
+  let cf: boolean;
+  let of: boolean;
+  if (kind === 'adc') {
+    // unsigned carry out: r < a, or r == a with a carry in (b = all ones)
+    cf = cin ? !below(size, alo, ahi, rlo, rhi) : below(size, rlo, rhi, alo, ahi);
+    of = signBit(size, (alo ^ rlo) & (blo ^ rlo), (ahi ^ rhi) & (bhi ^ rhi));
+  } else {
+    cf = cin ? !below(size, blo, bhi, alo, ahi) : below(size, alo, ahi, blo, bhi);
+    of = signBit(size, (alo ^ blo) & (alo ^ rlo), (ahi ^ bhi) & (ahi ^ rhi));
+  }
+  return (cf ? CF : 0) | (of ? OF : 0) | ((alo ^ blo ^ rlo) & AF) | zsp(size, rlo, rhi);
+}
+
+/** a < b unsigned, for normalized values of the width */
+function below(size: number, alo: number, ahi: number, blo: number, bhi: number): boolean {
+  if (size === 8 && ahi !== bhi) return ahi >>> 0 < bhi >>> 0;
+  return alo >>> 0 < blo >>> 0;
+}
+
+export type UnaryKind = 'inc' | 'dec' | 'neg' | 'not';
+
+export function unaryAlu(insn: Insn, kind: UnaryKind): Compiled {
+  const size = insn.opSize;
+  const op = insn.ops[0];
+  if (op.kind === 'reg' && (kind === 'inc' || kind === 'dec') && (size === 8 || size === 4)) {
+    const d = 2 * op.reg.index;
+    const delta = kind === 'inc' ? 1 : -1;
+    const lk = kind === 'inc' ? LAZY_INC : LAZY_DEC;
+    if (size === 8) {
+    return continues((c) => {
+      keepCF(c);
+      const r = c.r;
+      const alo = r[d];
+      const ahi = r[d + 1];
+      const lo = (alo + delta) | 0;
+      const hi = delta > 0 ? (lo === 0 ? (ahi + 1) | 0 : ahi) : (alo === 0 ? (ahi - 1) | 0 : ahi);
+      r[d] = lo;
+      r[d + 1] = hi;
+      c.lazy = ARITH & ~CF;
+      c.lazyKind = lk;
+      c.lazySize = 8;
+      c.lazyAlo = alo;
+      c.lazyAhi = ahi;
+      c.lazyRlo = lo;
+      c.lazyRhi = hi;
+      return 0;
+    });
+    }
+    return continues((c) => {
+    keepCF(c);
+    const r = c.r;
+    const a = r[d];
+    const v = (a + delta) | 0;
+    r[d] = v;
+    r[d + 1] = 0;
+    c.lazy = ARITH & ~CF;
+    c.lazyKind = lk;
+    c.lazySize = 4;
+    c.lazyAlo = a;
+    c.lazyAhi = 0;
+    c.lazyRlo = v;
+    c.lazyRhi = 0;
+    return 0;
+    });
+  }
+  const acc = access(op, size);
+  const ea = acc.ea;
+  const get = acc.get;
+  const put = acc.put!;
+  const wide = size === 8;
+  return continues((c) => {
+    if (ea) ea(c);
+    const alo = get(c);
+    const ahi = wide ? c.tmpHi : 0;
+    let lo: number;
+    let hi = 0;
+    switch (kind) {
+    case 'not':
+      put(c, wide ? ~alo : normalize(size, ~alo), wide ? ~ahi : 0);
+      return 0;
+    case 'neg':
+      if (wide) {
+        lo = (-alo) | 0;
+        hi = (~ahi + (alo === 0 ? 1 : 0)) | 0;
+      } else lo = normalize(size, -alo);
+      put(c, lo, hi);
+      record(c, LAZY_SUB, size, 0, 0, lo, hi);
+      return 0;
+    default: {
+      const delta = kind === 'inc' ? 1 : -1;
+      if (wide) {
+        lo = (alo + delta) | 0;
+        hi = delta > 0 ? (lo === 0 ? (ahi + 1) | 0 : ahi) : (alo === 0 ? (ahi - 1) | 0 : ahi);
+      } else lo = normalize(size, alo + delta);
+      put(c, lo, hi);
+      keepCF(c);
+      record(c, kind === 'inc' ? LAZY_INC : LAZY_DEC, size, alo, ahi, lo, hi);
+      c.lazy = ARITH & ~CF;
+      return 0;
+    }
+    }
+  });
+}

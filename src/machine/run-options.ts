@@ -1,0 +1,56 @@
+// The options of a run (contracts/run-json.md): names, defaults, validation with messages that
+// name the flag, and the `; avic-run: ...` line a source can carry. The CLI and the debug
+// adapter's launch attributes both resolve to these; the precedence is defaults, then the
+// source's line, then what the user gave.
+
+import { DEFAULT_OPTIONS, MAX_VCPUS, type MachineOptions } from './machine';
+
+export interface RunOptionSpec {
+  readonly flag: string;
+  readonly key: keyof MachineOptions;
+  readonly parse: (text: string) => MachineOptions[keyof MachineOptions] | undefined;
+  readonly describe: string;
+}
+
+const integer = (min: number, max: number) => (t: string) => {
+  if (!/^\d+$/.test(t)) return undefined;
+  const n = Number(t);
+  return n >= min && n <= max ? n : undefined;
+};
+
+export const RUN_OPTIONS: readonly RunOptionSpec[] = [
+  { flag: '--vcpus', key: 'vcpus', parse: integer(1, MAX_VCPUS), describe: `1..${MAX_VCPUS}` },
+  { flag: '--memory', key: 'memoryMiB', parse: integer(64, 3072), describe: 'MiB of guest RAM, 64..3072' },
+  { flag: '--sched', key: 'sched', parse: (t) => (t === 'rr' || t === 'random' ? t : undefined), describe: 'rr or random' },
+  { flag: '--quantum', key: 'quantum', parse: integer(1, 1e9), describe: 'guest instructions per turn, >= 1' },
+  { flag: '--seed', key: 'seed', parse: integer(0, 0xffffffff), describe: 'a number 0..4294967295' },
+  { flag: '--max-steps', key: 'maxSteps', parse: integer(1, Number.MAX_SAFE_INTEGER), describe: 'a step bound >= 1' },
+  { flag: '--nested', key: 'nested', parse: (t) => (t === 'on' ? true : t === 'off' ? false : undefined), describe: 'on or off' },
+];
+
+export class OptionError extends Error {}
+
+/** Applies `--flag value` pairs (already split) over `base`; throws OptionError naming the flag. */
+export function applyRunFlags(base: MachineOptions, flags: ReadonlyMap<string, string>): MachineOptions {
+  const out: Record<string, unknown> = { ...base };
+  for (const [flag, text] of flags) {
+    const spec = RUN_OPTIONS.find((s) => s.flag === flag);
+    if (!spec) throw new OptionError(`unknown option '${flag}'`);
+    const v = spec.parse(text);
+    if (v === undefined) throw new OptionError(`${flag} ${text}: expected ${spec.describe}`);
+    out[spec.key] = v;
+  }
+  return out as unknown as MachineOptions;
+}
+
+/** The `; avic-run: ...` line among the first ten lines of a source, split into words. */
+export function findRunLine(text: string): { line: number; words: string[] } | undefined {
+  const lines = text.split('\n').slice(0, 10);
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^\s*;\s*avic-run:(.*)$/.exec(lines[i]);
+    if (m) return { line: i + 1, words: m[1].trim().split(/\s+/).filter((w) => w !== '') };
+  }
+  return undefined;
+}
+
+export { DEFAULT_OPTIONS };

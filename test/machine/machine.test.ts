@@ -1,0 +1,393 @@
+// The machine and its CPU as a guest sees them: the start state of contracts/guest.md, the ports,
+// exceptions through the guest's IDT, paging, determinism, breakpoints, self-modifying code, and
+// robustness against random images.
+
+import assert from 'node:assert/strict';
+import { DEFAULT_OPTIONS, Machine } from '../../src/machine/machine';
+import { runResult } from '../../src/machine/result';
+import { build, machineFor, run, withIdt } from './helpers';
+
+const DONE = 'out 0xf4, al';
+
+describe('machine: start state and ports (contracts/guest.md)', () => {
+  it('every vCPU starts at _start with RDI = index, its own stack, RFLAGS 0x2', () => {
+    const r = run(`_start: ${DONE}`, { vcpus: 3 });
+    assert.equal(r.result.status, 'done');
+    for (let i = 0; i < 3; i++) {
+      const v = r.result.vcpus[i];
+      assert.equal(v.state, 'done');
+      assert.equal(v.regs.rdi, `0x${i.toString(16).padStart(16, '0')}`);
+      assert.equal(BigInt(v.regs.rsp), 0x03000000n - BigInt(i) * 0x10000n);
+      assert.equal(v.regs.rip, '0x0000000000100000'); // at the `out`
+      assert.equal(v.regs.rflags, '0x0000000000000002');
+      for (const name of ['rax', 'rbx', 'rcx', 'rdx', 'rsi', 'rbp', 'r8', 'r15']) assert.equal(BigInt(v.regs[name]), 0n, name);
+    }
+  });
+
+  it('control registers, EFER, descriptor tables and selectors read as the contract says', () => {
+    const r = run(`
+_start: mov     rax, cr0
+        mov     rbx, cr3
+        mov     rcx, cr4
+        mov     r8, rcx
+        mov     ecx, 0xc0000080
+        rdmsr
+        mov     r9, rax
+        mov     rax, cr0
+        sgdt    [gdtr]
+        sidt    [idtr]
+        mov     r10, [gdtr]
+        mov     r11, [idtr]
+        mov     r12w, cs
+        mov     r13w, ss
+        mov     r14w, ds
+        pushfq
+        pop     r15
+        ${DONE}
+        section .data
+gdtr:   times 10 db 0xaa
+        align 8
+idtr:   times 10 db 0xbb`);
+    assert.equal(r.reg('rax'), 0x80010011n);
+    assert.equal(r.reg('rbx'), 0x2000n);
+    assert.equal(r.reg('r8'), 0x20n);
+    assert.equal(r.reg('r9'), 0x500n);
+    assert.equal(r.reg('r10') & 0xffffffffffffn, 0x10000017n); // limit 0x17, then base 0x1000
+    assert.equal(r.reg('r11') & 0xffffffffffffn, 0n);
+    assert.equal(r.reg('r12') & 0xffffn, 0x08n);
+    assert.equal(r.reg('r13') & 0xffffn, 0x10n);
+    assert.equal(r.reg('r14') & 0xffffn, 0x10n);
+    assert.equal(r.reg('r15'), 0x2n);
+  });
+
+  it('the GDT and page tables are in memory where the contract puts them', () => {
+    const m = machineFor(`_start: ${DONE}`);
+    const v = m.mem.view;
+    assert.equal(v.getBigUint64(0x1008, true), 0x00af9a000000ffffn);
+    assert.equal(v.getBigUint64(0x1010, true), 0x00cf92000000ffffn);
+    assert.equal(v.getBigUint64(0x2000, true), 0x3003n);
+    assert.equal(v.getBigUint64(0x3018, true), 0x7003n);
+    assert.equal(v.getBigUint64(0x4000 + 3 * 0x1000 + 511 * 8, true), (2047n << 21n) | 0x83n);
+  });
+
+  it('CPUID: initial APIC ID, x2APIC and APIC bits, leaf 0xB x2APIC ID; SVM only with --nested on', () => {
+    const src = `
+_start: mov     eax, 1
+        cpuid
+        mov     r8, rbx
+        mov     r9, rcx
+        mov     r10, rdx
+        mov     eax, 0xb
+        xor     ecx, ecx
+        cpuid
+        mov     r11, rdx
+        mov     eax, 0x80000001
+        cpuid
+        mov     r12, rcx
+        ${DONE}`;
+    const r = run(src, { vcpus: 3 });
+    for (let i = 0; i < 3; i++) {
+      assert.equal(r.reg('r8', i) >> 24n, BigInt(i));
+      assert.ok(r.reg('r9', i) & (1n << 21n));
+      assert.ok(r.reg('r10', i) & (1n << 9n));
+      assert.equal(r.reg('r11', i), BigInt(i));
+      assert.equal(r.reg('r12', i) & 4n, 0n);
+    }
+    assert.equal(run(src, { nested: true }).reg('r12') & 4n, 4n);
+  });
+
+  it('port 0xE9 is the console (every byte of a wide write), other ports read all-ones and are logged', () => {
+    const r = run(`
+_start: mov     eax, 0x0a636261
+        out     0xe9, eax
+        in      al, 0x80
+        mov     bl, al
+        mov     dx, 0x1234
+        in      eax, dx
+        out     0x81, al
+        ${DONE}`);
+    assert.equal(r.result.console, 'abc\n');
+    assert.equal(r.reg('rbx') & 0xffn, 0xffn);
+    assert.equal(r.reg('rax'), 0xffffffffn);
+    const pio = r.machine.events.filter((e) => e.kind === 'pio' && e.unhandled);
+    assert.equal(pio.length, 3);
+  });
+
+  it('reads outside RAM and devices return all-ones and are logged', () => {
+    const r = run(`
+_start: mov     rbx, 0x80000000
+        mov     eax, [rbx]
+        mov     dword [rbx], 5
+        ${DONE}`);
+    assert.equal(r.reg('rax'), 0xffffffffn);
+    assert.deepEqual(r.machine.events.filter((e) => e.kind === 'mmio-read' || e.kind === 'mmio-write').map((e) => e.kind), ['mmio-read', 'mmio-write']);
+  });
+
+  it('ends: done, halted (hlt with nothing to wake it), step-limit, triple-fault', () => {
+    assert.equal(run(`_start: ${DONE}`).result.status, 'done');
+    const halted = run('_start: hlt');
+    assert.equal(halted.result.status, 'halted');
+    assert.equal(halted.result.vcpus[0].state, 'halted');
+    assert.equal(halted.result.vcpus[0].regs.rip, '0x0000000000100001'); // after the hlt
+    const limited = run('_start: jmp _start', { maxSteps: 12345 });
+    assert.equal(limited.result.status, 'step-limit');
+    assert.equal(limited.result.steps, 12345);
+    const tf = run('_start: ud2');
+    assert.equal(tf.result.status, 'triple-fault');
+    assert.equal(tf.result.vcpus[0].state, 'triple-fault');
+    // one vCPU done, one halted: the run is halted
+    assert.equal(run(`_start: test edi, edi\n jz .d\n hlt\n.d: ${DONE}`, { vcpus: 2 }).result.status, 'halted');
+  });
+});
+
+describe('machine: exceptions through the guest IDT', () => {
+  const read = (m: Machine, addr: number) => m.mem.view.getBigUint64(addr, true);
+
+  function faultRun(body: string, data = '') {
+    const src = withIdt(`${body}\n        ${DONE}`, data);
+    const b = build(src);
+    const r = run(src);
+    assert.equal(r.result.status, 'done', `the guest must survive its fault (${r.result.status})`);
+    return { r, at: (name: string) => read(r.machine, b.symbol(name)), sym: b.symbol };
+  }
+
+  it('#DE on a zero divisor and on an idiv overflow, returning with iretq', () => {
+    const f = faultRun(`
+        mov     qword [skip], e1 - fault1
+        xor     ecx, ecx
+        mov     eax, 7
+fault1: div     ecx
+e1:`);
+    assert.equal(f.at('last_vector'), 0n);
+    assert.equal(f.at('last_rip'), BigInt(f.sym('fault1')));
+    const g = faultRun(`
+        mov     qword [skip], e1 - fault1
+        mov     rax, 0x8000000000000000
+        cqo
+        mov     rcx, -1
+fault1: idiv    rcx
+e1:`);
+    assert.equal(g.at('last_vector'), 0n);
+    assert.equal(g.at('fault_count'), 1n);
+  });
+
+  it('#UD, #BP (a trap: the saved RIP is after int3) and int n', () => {
+    const f = faultRun(`
+        mov     qword [skip], e1 - f1
+f1:     ud2
+e1:     mov     qword [skip], 0
+        int3
+after:  mov     qword [skip], 0
+        int     0x1f`);
+    assert.equal(f.at('fault_count'), 3n);
+    assert.equal(f.at('last_vector'), 0x1fn);
+  });
+
+  it('#GP(0) for a non-canonical address and an unknown MSR; RFLAGS.IF cleared by the interrupt gate frame', () => {
+    const f = faultRun(`
+        mov     qword [skip], e1 - g1
+        mov     rbx, 0x0000800000000000
+g1:     mov     eax, [rbx]
+e1:     mov     qword [skip], e2 - g2
+        mov     ecx, 0x12345678
+g2:     rdmsr
+e2:`);
+    assert.equal(f.at('fault_count'), 2n);
+    assert.equal(f.at('last_vector'), 13n);
+    assert.equal(f.r.reg('rcx'), 0x12345678n); // the guest went on after each fault at the next instruction
+    assert.equal(f.at('last_error'), 0n);
+    assert.equal(f.at('last_rip'), BigInt(f.sym('g2')));
+  });
+
+  it('#PF with CR2 and the error code: not present, then a write to a read-only page', () => {
+    const f = faultRun(`
+        ; unmap 2 MiB at 0x800000 (page directory 0, entry 4), and make 0xA00000 read-only (entry 5)
+        mov     qword [0x4000 + 4*8], 0
+        and     qword [0x4000 + 5*8], ~2
+        invlpg  [0x800000]
+        invlpg  [0xa00000]
+        mov     qword [skip], e1 - p1
+        mov     rbx, 0x800010
+p1:     mov     eax, [rbx]
+e1:     mov     r12, [last_error]
+        mov     r13, [last_cr2]
+        mov     qword [skip], e2 - p2
+        mov     rbx, 0xa00020
+p2:     mov     [rbx], eax
+e2:`);
+    const r = f.r;
+    assert.equal(r.reg('r12'), 0n); // not present, read, supervisor
+    assert.equal(r.reg('r13'), 0x800010n);
+    assert.equal(f.at('last_vector'), 14n);
+    assert.equal(f.at('last_error'), 3n); // present, write
+    assert.equal(f.at('last_cr2'), 0xa00020n);
+  });
+
+  it('without an IDT: #DE then (contributory + contributory) #DF then a triple fault; #UD (benign) goes through #GP first', () => {
+    const vectors = (src: string) => {
+      const r = run(src);
+      assert.equal(r.result.status, 'triple-fault');
+      return r.machine.events.filter((e) => e.kind === 'exception').map((e) => (e as { vector: number }).vector);
+    };
+    assert.deepEqual(vectors('_start: xor ecx, ecx\n div ecx'), [0, 8]);
+    assert.deepEqual(vectors('_start: ud2'), [6, 13, 8]);
+  });
+});
+
+describe('machine: execution details', () => {
+  it('rep movsb/stosq/cmpsb with DF, and RCX counts down', () => {
+    const r = run(`
+        default rel
+_start: lea     rsi, [src]
+        lea     rdi, [dst]
+        mov     ecx, 5
+        rep movsb
+        mov     r8, rcx
+        lea     rdi, [fill]
+        mov     rax, 0x1122334455667788
+        mov     ecx, 2
+        rep stosq
+        lea     rsi, [src]
+        lea     rdi, [dst]
+        mov     ecx, 10
+        repe cmpsb
+        mov     r9, rcx
+        std
+        lea     rsi, [src + 4]
+        lodsb
+        mov     r10, rsi
+        cld
+        ${DONE}
+        section .data
+src:    db 'hello'
+dst:    db 0, 0, 0, 0, 0, 9
+        align 8
+fill:   dq 0, 0`);
+    const b = build(`_start: ${DONE}`);
+    void b;
+    assert.equal(r.reg('r8'), 0n);
+    assert.equal(r.reg('r9'), 4n); // 5 equal bytes, then 'h' vs 9... stops at the 6th compare
+    assert.equal(r.reg('rax') & 0xffn, BigInt('o'.charCodeAt(0)));
+  });
+
+  it('self-modifying code: a write over decoded code runs the new instruction', () => {
+    const r = run(`
+        default rel
+_start: mov     ecx, 2
+.again: call    patch
+        dec     ecx
+        jnz     .again
+        ${DONE}
+patch:  mov     eax, 1          ; b8 01 00 00 00: the guest rewrites the immediate
+        mov     byte [patch + 1], 7
+        ret`);
+    assert.equal(r.reg('rax'), 7n);
+  });
+
+  it('is deterministic: the same options give the same events; seeds change random schedules', () => {
+    const src = `
+        default rel
+_start: lock inc dword [counter]
+        mov     eax, [counter]
+        out     0xe9, al
+        ${DONE}
+        section .data
+counter: dd '0'`;
+    const a = run(src, { vcpus: 4, sched: 'random', seed: 7, quantum: 3 });
+    const b = run(src, { vcpus: 4, sched: 'random', seed: 7, quantum: 3 });
+    assert.deepEqual(a.machine.events, b.machine.events);
+    assert.deepEqual(a.machine.scheduler.choices, b.machine.scheduler.choices);
+    const orders = new Set<string>();
+    for (let seed = 1; seed <= 12; seed++) {
+      const c = run(src, { vcpus: 4, sched: 'random', seed, quantum: 3 });
+      orders.add(c.machine.events.filter((e) => e.kind === 'pio').map((e) => e.vcpu).join(','));
+    }
+    assert.ok(orders.size > 1, 'different seeds give different interleavings');
+    assert.equal(run(src, { vcpus: 4 }).result.console, '1234');
+  });
+
+  it('breakpoints stop a vCPU before the instruction, and it can resume past it', () => {
+    const src = `
+_start: mov     eax, 1
+        mov     ebx, 2
+target: mov     ecx, 3
+        ${DONE}`;
+    const b = build(src);
+    const m = new Machine({ ...DEFAULT_OPTIONS }, b.image, b.org, b.end);
+    m.setBreakpoints([b.symbol('target')]);
+    const stop = m.run();
+    assert.deepEqual(stop, { kind: 'breakpoint', vcpu: 0 });
+    assert.equal(m.cpus[0].rip, b.symbol('target'));
+    assert.equal(m.cpus[0].reg64(3), 2n);
+    assert.equal(m.cpus[0].reg64(1), 0n);
+    m.cpus[0].skipBreakpoint = true;
+    assert.deepEqual(m.run(), { kind: 'end', status: 'done' });
+    assert.equal(m.cpus[0].reg64(1), 3n);
+  });
+
+  it('CMOVcc with a 32-bit destination zero-extends even when the condition is false', () => {
+    const r = run(`
+_start: mov     rax, -1
+        xor     ebx, ebx
+        cmp     ebx, ebx
+        cmovne  eax, ebx
+        ${DONE}`);
+    assert.equal(r.reg('rax'), 0xffffffffn);
+  });
+
+  it('64-bit multiply and divide', () => {
+    const r = run(`
+_start: mov     rax, 0xfedcba9876543210
+        mov     rcx, 0x123456789abcdef
+        mul     rcx
+        mov     r8, rdx
+        mov     r9, rax
+        div     rcx
+        mov     r10, rax
+        mov     r11, rdx
+        mov     rax, -7
+        mov     rcx, 2
+        cqo
+        idiv    rcx
+        mov     r12, rax
+        mov     r13, rdx
+        imul    r14, rcx, -3
+        ${DONE}`);
+    const a = 0xfedcba9876543210n;
+    const c = 0x123456789abcdefn;
+    assert.equal((r.reg('r8') << 64n) | r.reg('r9'), a * c);
+    assert.equal(r.reg('r10'), a);
+    assert.equal(r.reg('r11'), 0n);
+    assert.equal(BigInt.asIntN(64, r.reg('r12')), -3n);
+    assert.equal(BigInt.asIntN(64, r.reg('r13')), -1n);
+    assert.equal(BigInt.asIntN(64, r.reg('r14')), -6n);
+  });
+});
+
+describe('machine: robustness', () => {
+  function rng(seed: number): () => number {
+    let s = seed;
+    return () => {
+      s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+      return s / 4294967296;
+    };
+  }
+
+  it('random byte images and random registers never raise a host exception', () => {
+    const r = rng(42);
+    for (let k = 0; k < 300; k++) {
+      const image = new Uint8Array(64 + Math.floor(r() * 512));
+      for (let i = 0; i < image.length; i++) image[i] = Math.floor(r() * 256);
+      const m = new Machine({ ...DEFAULT_OPTIONS, vcpus: 1 + Math.floor(r() * 3), maxSteps: 20000, quantum: 1 + Math.floor(r() * 50) }, image);
+      for (const cpu of m.cpus) for (let i = 0; i < 32; i++) cpu.r[i] = Math.floor(r() * 4294967296) | 0;
+      const stop = m.run();
+      assert.equal(stop.kind, 'end');
+      const result = runResult(m, (stop as { status: 'done' }).status);
+      assert.ok(['done', 'step-limit', 'halted', 'triple-fault'].includes(result.status));
+    }
+  });
+
+  it('a guest that loops forever stops at the step limit', () => {
+    assert.equal(run('_start: pause\n jmp _start', { maxSteps: 50000, vcpus: 2 }).result.status, 'step-limit');
+  });
+});
