@@ -18,7 +18,7 @@ for (const m of ['mov', 'movzx', 'movsx', 'movsxd', 'lea', 'add', 'adc', 'sub', 
   'clc', 'stc', 'cmc', 'cld', 'std', 'in', 'out', 'rdmsr', 'wrmsr', 'cpuid', 'rdtsc', 'rdtscp', 'lidt', 'lgdt', 'sidt',
   'sgdt', 'iretq', 'int3', 'int', 'int1', 'ud2', 'vmmcall', 'vmrun', 'vmload', 'vmsave', 'stgi', 'clgi', 'invlpga',
   'mfence', 'lfence', 'sfence', 'cbw', 'cwde', 'cdqe', 'cwd', 'cdq', 'cqo', 'leave', 'invlpg', 'wbinvd', 'swapgs',
-  'syscall', 'jrcxz', 'jecxz', 'loop', 'loope', 'loopne']) {
+  'syscall', 'lahf', 'sahf', 'jrcxz', 'jecxz', 'loop', 'loope', 'loopne']) {
   M[m] = m[0].toUpperCase() + m.slice(1);
 }
 Object.assign(M, { sal: 'Shl', pushfq: 'Pushfq', pushf: 'Pushfq', popfq: 'Popfq', popf: 'Popfq', iret: 'Iretd', iretd: 'Iretd',

@@ -576,6 +576,9 @@ function encodeStringOp(stmt: InsnStmt): Uint8Array {
     Stosd: () => I64.createStosd(64, rep), Stosq: () => I64.createStosq(64, rep),
     Scasb: () => I64.createScasb(64, rep), Scasw: () => I64.createScasw(64, rep),
     Scasd: () => I64.createScasd(64, rep), Scasq: () => I64.createScasq(64, rep),
+    Outsb: () => I64.createOutsb(64, none, rep), Outsw: () => I64.createOutsw(64, none, rep),
+    Outsd: () => I64.createOutsd(64, none, rep),
+    Insb: () => I64.createInsb(64, rep), Insw: () => I64.createInsw(64, rep), Insd: () => I64.createInsd(64, rep),
   };
   const instr = create[name]();
   const enc = getEncoder();

@@ -543,6 +543,9 @@ export const FORMS: Readonly<Record<string, readonly Form[]>> = {
     { code: "Je_rel8_64", ops: ["br64_1"] },
     { code: "Je_rel32_64", ops: ["br64_4"] },
   ],
+  "lahf": [
+    { code: "Lahf", ops: [] },
+  ],
   "lea": [
     { code: "Lea_r16_m", ops: ["r16_reg", "mem"] },
     { code: "Lea_r32_m", ops: ["r32_reg", "mem"] },
@@ -813,6 +816,9 @@ export const FORMS: Readonly<Record<string, readonly Form[]>> = {
     { code: "Ror_rm16_CL", ops: ["r16_or_mem", "cl"] },
     { code: "Ror_rm32_CL", ops: ["r32_or_mem", "cl"] },
     { code: "Ror_rm64_CL", ops: ["r64_or_mem", "cl"] },
+  ],
+  "sahf": [
+    { code: "Sahf", ops: [] },
   ],
   "sal": [
     { code: "Shl_rm8_imm8", ops: ["r8_or_mem", "imm8"] },

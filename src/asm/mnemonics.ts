@@ -9,6 +9,7 @@ export const STRING_OPS: Readonly<Record<string, string>> = {
   lodsb: 'Lodsb', lodsw: 'Lodsw', lodsd: 'Lodsd', lodsq: 'Lodsq',
   cmpsb: 'Cmpsb', cmpsw: 'Cmpsw', cmpsd: 'Cmpsd', cmpsq: 'Cmpsq',
   scasb: 'Scasb', scasw: 'Scasw', scasd: 'Scasd', scasq: 'Scasq',
+  insb: 'Insb', insw: 'Insw', insd: 'Insd', outsb: 'Outsb', outsw: 'Outsw', outsd: 'Outsd',
 };
 
 export const PREFIXES: Readonly<Record<string, 'lock' | 'rep' | 'repe' | 'repne'>> = {
@@ -25,7 +26,7 @@ export const DIRECTIVES = new Set([
 
 /** NASM words this subset does not implement, so the message can say so instead of "unknown". */
 export const UNSUPPORTED = new Set(['dt', 'do', 'dy', 'dz', 'ddq', 'rest', 'reso', 'resy', 'resz', 'incbin', 'struc', 'endstruc',
-  'istruc', 'iend', 'at', 'absolute', 'enter', 'insb', 'insw', 'insd', 'outsb', 'outsw', 'outsd', 'xlatb', 'lahf', 'sahf']);
+  'istruc', 'iend', 'at', 'absolute', 'enter', 'xlatb']);
 
 export function isMnemonic(word: string): boolean {
   const w = word.toLowerCase();

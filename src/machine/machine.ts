@@ -230,7 +230,7 @@ export class Machine implements CpuBus {
       case 0x80000000:
         return [maxExt, 0x68747541, 0x444d4163, 0x69746e65];
       case 0x80000001: {
-        const ecx = this.options.nested ? 1 << 2 : 0; // SVM
+        const ecx = 1 | (this.options.nested ? 1 << 2 : 0); // LAHF/SAHF in 64-bit mode; SVM
         const edx = (1 << 11) | (1 << 20) | (1 << 26) | (1 << 27) | (1 << 29); // SYSCALL NX 1GB-pages RDTSCP LM
         return [0x00a00f11, 0, ecx, edx];
       }

@@ -48,6 +48,12 @@ export interface CpuFeatures {
   readonly svm: boolean;
 }
 
+/**
+ * How an event reaches the IDT: a fault (or abort) from an instruction, a trap after it (INT1),
+ * a software interrupt (INT n, INT3: the gate's DPL is checked), or an external interrupt.
+ */
+export type EventKind = 'fault' | 'trap' | 'software' | 'external';
+
 /** Why `run` returned before its budget was spent. */
 export const STOP_NONE = 0;
 export const STOP_HALT = 1;
@@ -228,7 +234,9 @@ export class Cpu implements FlagState {
     }
     const a = addLo(lo, hi, 4);
     const ahi = ADD_HI;
-    this.translate(a, ahi, ACCESS_READ); // both halves readable before either is read
+    // both halves readable before either is read; the low half first, so CR2 names the first byte
+    this.translate(lo, hi, ACCESS_READ);
+    this.translate(a, ahi, ACCESS_READ);
     const l = this.readSlow(lo, hi, 4);
     this.tmpHi = this.readSlow(a, ahi, 4);
     return l;
@@ -512,17 +520,19 @@ export class Cpu implements FlagState {
    * RIP must already be the address to return to: the faulting instruction for faults, the next
    * one for traps and software interrupts.
    */
-  deliver(vector: number, errorCode: number | undefined, software = false): void {
+  deliver(vector: number, errorCode: number | undefined, kind: EventKind = 'fault', instructionAddress?: number): void {
     this.bus.exception(this, vector, errorCode);
     const outer = this.delivering;
     this.delivering = vector;
     try {
-      this.deliverThroughIdt(vector, errorCode, software);
+      this.deliverThroughIdt(vector, errorCode, kind);
       this.delivering = outer;
     } catch (e) {
       if (!(e instanceof GuestFault)) throw e;
       this.delivering = outer;
       if (e.vector === PF) this.cr2 = e.address ?? 0;
+      // an INT n whose delivery faults did not complete: the fault is reported at the INT itself
+      if (instructionAddress !== undefined) this.rip = instructionAddress;
       const first = faultClass(vector);
       const second = faultClass(e.vector);
       if (vector === DF) this.tripleFault();
@@ -531,7 +541,8 @@ export class Cpu implements FlagState {
     }
   }
 
-  private deliverThroughIdt(vector: number, errorCode: number | undefined, software: boolean): void {
+  private deliverThroughIdt(vector: number, errorCode: number | undefined, kind: EventKind): void {
+    const software = kind === 'software';
     // error code for a fault on the IDT itself: the vector, IDT bit, EXT when not software-initiated
     const idtError = vector * 8 + 2 + (software ? 0 : 1);
     if (vector * 16 + 15 > this.idtLimit) throw new GuestFault(GP, idtError);
@@ -556,7 +567,8 @@ export class Cpu implements FlagState {
       // a privilege change or an IST stack needs a TSS, which a guest of this machine cannot load
       throw new GuestFault(GP, selector & ~3);
     }
-    const rflags = this.getRflags();
+    // a fault's frame has RF set, so that IRETQ back to the instruction does not hit its breakpoint again
+    const rflags = this.getRflags() | (kind === 'fault' ? RF : 0);
     const r = this.r;
     const oldRspLo = r[8];
     const oldRspHi = r[9];

@@ -1,10 +1,11 @@
 // Bit instructions: bt/bts/btr/btc (register, immediate and memory bit strings), bsf/bsr, setcc
 // and cmovcc. bt* set CF to the bit; ZF is unchanged and OF, SF, AF, PF are undefined by the SDM
-// (left unchanged here). bsf/bsr with a zero source set ZF and leave the destination unchanged;
-// otherwise ZF = 0 and CF, OF, SF, AF, PF (undefined) are left unchanged.
+// (left unchanged here, as on the real-KVM oracle's Intel host). bsf/bsr: ZF says whether the
+// source was 0; CF, OF, SF, AF, PF are undefined: as on that host, they are 0 and PF is the parity
+// of the bit index (1 for a zero source, whose destination stays unchanged).
 
 import type { Cpu } from '../cpu';
-import { CF, condition, getZF, ZF } from '../flags';
+import { AF, CF, condition, OF, parity, PF, SF, ZF } from '../flags';
 import type { Insn } from '../insn';
 import { continues, type Compiled } from './op';
 import { access, makeEa, memGet, memPut, regGet } from './operands';
@@ -87,16 +88,16 @@ export function bitScan(insn: Insn, reverse: boolean): Compiled {
     if (ea) ea(c);
     const lo = get(c);
     const hi = size === 8 ? c.tmpHi : 0;
-    const f = c.getRflags();
+    const f = c.getRflags() & ~(CF | OF | SF | AF | PF | ZF);
     if ((lo | hi) === 0) {
-      c.setRflags(f | ZF);
+      c.setRflags(f | ZF | PF);
       return 0;
     }
     let n: number;
     if (reverse) n = hi !== 0 ? 63 - Math.clz32(hi) : 31 - Math.clz32(lo);
     else n = lo !== 0 ? 31 - Math.clz32(lo & -lo) : 32 + 31 - Math.clz32(hi & -hi);
     put(c, n, 0);
-    c.setRflags(f & ~ZF);
+    c.setRflags(f | parity(n));
     return 0;
   });
 }
@@ -133,4 +134,3 @@ export function cmovcc(insn: Insn): Compiled {
   });
 }
 
-void getZF;

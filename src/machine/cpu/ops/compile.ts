@@ -13,7 +13,7 @@ import type { Compiled } from './op';
 import { shift, type ShiftKind } from './shift';
 import { stringOp, type StringKind } from './string';
 import {
-  cpuid, descriptorTable, flagOp, invlpg, movCr, movDr, movSreg, msrAccess, popf, popSreg, portIo, privilegedNop, rdtsc, svm, swapgs,
+  ahFlags, cpuid, descriptorTable, flagOp, invlpg, movCr, movDr, movSreg, msrAccess, popf, popSreg, portIo, privilegedNop, rdtsc, svm, swapgs,
   syscall, sysret, vmmcall,
 } from './system';
 
@@ -39,6 +39,7 @@ for (const k of SHIFTS) def(k, (i) => shift(i, k));
 def('sal', (i) => shift(i, 'shl'));
 for (const k of BITS) def(k, (i) => bitTest(i, k));
 for (const k of STRINGS) for (const w of ['b', 'w', 'd', 'q']) def(k + w, (i) => stringOp(i, k));
+for (const k of ['ins', 'outs'] as const) for (const w of ['b', 'w', 'd']) def(k + w, (i) => stringOp(i, k));
 for (const cc of CONDITIONS) {
   def('j' + cc, jcc);
   def('set' + cc, setcc);
@@ -111,6 +112,8 @@ def('lidt', (i) => descriptorTable(i, 'idt', true));
 def('sgdt', (i) => descriptorTable(i, 'gdt', false));
 def('sidt', (i) => descriptorTable(i, 'idt', false));
 for (const k of ['cli', 'sti', 'clc', 'stc', 'cmc', 'cld', 'std'] as const) def(k, (i) => flagOp(i, k));
+def('lahf', () => ahFlags(true));
+def('sahf', () => ahFlags(false));
 def('invlpg', invlpg);
 def('wbinvd', privilegedNop);
 def('invd', privilegedNop);

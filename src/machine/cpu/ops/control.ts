@@ -135,11 +135,12 @@ export function loop(insn: Insn, kind: LoopKind): Compiled {
 export function softInt(insn: Insn, vector: number | 'imm'): Compiled {
   const v = vector === 'imm' ? (insn.ops[0].kind === 'imm' ? insn.ops[0].lo & 0xff : 0) : vector;
   const next = insn.next;
-  // int1 (ICEBP) is delivered like a hardware #DB, not a software interrupt: no DPL check
-  const software = vector !== DB;
+  // int1 (ICEBP) is delivered like a hardware #DB trap, not a software interrupt: no DPL check
+  const kind = vector === DB ? 'trap' : 'software';
+  const self = insn.ip;
   return ends((c) => {
     c.rip = next;
-    c.deliver(v, undefined, software);
+    c.deliver(v, undefined, kind, self);
     return 1;
   });
 }

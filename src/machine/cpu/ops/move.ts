@@ -2,7 +2,7 @@
 // cmpxchg, cbw/cwde/cdqe, cwd/cdq/cqo, and the stack: push, pop, pushfq, popfq, leave.
 
 import type { Cpu } from '../cpu';
-import { ARITH, CF, LAZY_SUB } from '../flags';
+import { ARITH, LAZY_ADD, LAZY_SUB } from '../flags';
 import type { Insn } from '../insn';
 import { continues, type Compiled } from './op';
 import { access, makeEa, normalize } from './operands';
@@ -125,7 +125,7 @@ export function lea(insn: Insn): Compiled {
   const dst = insn.ops[0];
   const m = insn.ops[1];
   if (dst.kind !== 'reg' || m.kind !== 'mem') throw new Error('lea needs a register and an address');
-  const ea = makeEa({ ...m.mem, segment: undefined }); // lea ignores the segment base
+  const ea = makeEa({ ...m.mem, segment: undefined }, false); // lea ignores the segment base and accesses nothing
   const d = 2 * dst.reg.index;
   const put = access(dst, size).put!;
   return continues((c) => {
@@ -175,9 +175,14 @@ export function xadd(insn: Insn): Compiled {
       lo = (alo + blo) | 0;
       hi = (ahi + bhi + ((lo >>> 0) < (alo >>> 0) ? 1 : 0)) | 0;
     } else lo = normalize(size, alo + blo);
-    dst.put!(c, lo, hi);
-    src.put!(c, alo, ahi);
-    recordLazy(c, 1, size, alo, ahi, lo, hi);
+    if (dst.isMem) {
+      dst.put!(c, lo, hi); // memory first: a faulting write changes nothing
+      src.put!(c, alo, ahi);
+    } else {
+      src.put!(c, alo, ahi); // SRC = DEST, then DEST = sum: `xadd eax, eax` leaves the sum
+      dst.put!(c, lo, hi);
+    }
+    recordLazy(c, LAZY_ADD, size, alo, ahi, lo, hi);
     return 0;
   });
 }
@@ -206,7 +211,7 @@ export function cmpxchg(insn: Insn): Compiled {
       const slo = src.get(c);
       dst.put!(c, slo, size === 8 ? c.tmpHi : 0);
     } else {
-      if (dst.isMem) dst.put!(c, dlo, dhi); // the processor writes back what it read
+      dst.put!(c, dlo, dhi); // written back either way (a 32-bit register is zero-extended)
       acc.put!(c, dlo, dhi);
     }
     recordLazy(c, LAZY_SUB, size, alo, ahi, lo, hi);
@@ -364,4 +369,3 @@ export function leave(): Compiled {
   });
 }
 
-void CF;

@@ -1,8 +1,9 @@
 // mul, imul (one, two and three operands), div, idiv. Products are computed exactly from 16-bit
 // limbs in doubles; only the 128-by-64-bit divide uses BigInt (a divide is never a hot path).
 // Flags: mul/imul set CF = OF = "the result did not fit"; SF, ZF, AF and PF are undefined by the
-// SDM and are set here from the low half of the result (SF, ZF, PF) with AF = 0. div/idiv leave
-// every flag undefined: they are left unchanged here. A zero divisor or a quotient that does not
+// SDM: here, as on the real-KVM oracle's Intel host, SF is the sign of the low half (one operand)
+// or of the destination, PF its low byte's parity, ZF = 0 even for a zero result, AF = 0. div and
+// idiv leave every flag undefined: unchanged here, as there. A zero divisor or a quotient that does not
 // fit raises #DE.
 
 import type { Cpu } from '../cpu';
@@ -82,7 +83,7 @@ function smul64(alo: number, ahi: number, blo: number, bhi: number): void {
 
 function mulFlags(c: Cpu, size: number, overflow: boolean, lo: number, hi: number): void {
   const f = c.getRflags() & ~(CF | OF | SF | ZF | PF | AF);
-  c.setRflags(f | (overflow ? CF | OF : 0) | zsp(size, lo, hi));
+  c.setRflags(f | (overflow ? CF | OF : 0) | (zsp(size, lo, hi) & (SF | PF)));
 }
 
 /** One-operand mul/imul: AL/AX/EAX/RAX times the operand into AX, DX:AX, EDX:EAX or RDX:RAX. */

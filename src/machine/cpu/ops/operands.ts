@@ -4,6 +4,7 @@
 // leaves the high half of a 64-bit value in `cpu.tmpHi`; a setter takes (lo, hi).
 
 import type { Cpu } from '../cpu';
+import { GuestFault, SS } from '../exceptions';
 import type { Gpr, MemRef, Operand } from '../insn';
 
 const TWO32 = 4294967296;
@@ -12,13 +13,16 @@ export type Ea = (c: Cpu) => void;
 export type Get = (c: Cpu) => number;
 export type Put = (c: Cpu, lo: number, hi: number) => void;
 
-/** Effective address into (c.eaLo, c.eaHi): unsigned low half, int32 high half. */
-export function makeEa(m: MemRef): Ea {
+/**
+ * Effective address into (c.eaLo, c.eaHi): unsigned low half, int32 high half. `access`: the
+ * address is used to access memory (false for lea, which only computes it).
+ */
+export function makeEa(m: MemRef, access = true): Ea {
   const disp = m.disp;
   if (m.ripRelative) {
     const lo = ((disp % TWO32) + TWO32) % TWO32;
     const hi = Math.floor(disp / TWO32) | 0;
-    return withSegment(m, (c) => {
+    return withSegment(m, access, (c) => {
       c.eaLo = lo;
       c.eaHi = hi;
     });
@@ -28,7 +32,7 @@ export function makeEa(m: MemRef): Ea {
   const s = m.scale;
   if (m.addressSize === 4) {
     // 0x67: the address is computed in 32 bits and zero-extended
-    return withSegment(m, (c) => {
+    return withSegment(m, access, (c) => {
       const r = c.r;
       c.eaLo = ((b >= 0 ? r[b] : 0) + (x >= 0 ? Math.imul(r[x], s) : 0) + disp) >>> 0;
       c.eaHi = 0;
@@ -75,12 +79,21 @@ export function makeEa(m: MemRef): Ea {
       c.eaHi = hi;
     };
   }
-  return withSegment(m, ea);
+  return withSegment(m, access, ea);
 }
 
-/** FS/GS overrides add the segment base in 64-bit mode (the others have base 0). */
-function withSegment(m: MemRef, ea: Ea): Ea {
-  if (!m.segment) return ea;
+/**
+ * FS/GS overrides add the segment base in 64-bit mode (the others have base 0). An operand based
+ * on RSP or RBP is in SS: a non-canonical address there is #SS(0), not #GP(0).
+ */
+function withSegment(m: MemRef, access: boolean, ea: Ea): Ea {
+  if (!m.segment) {
+    if (!access || (m.base !== 4 && m.base !== 5)) return ea;
+    return (c) => {
+      ea(c);
+      if (c.eaHi < -0x8000 || c.eaHi > 0x7fff) throw new GuestFault(SS, 0);
+    };
+  }
   const fs = m.segment === 'fs';
   return (c) => {
     ea(c);

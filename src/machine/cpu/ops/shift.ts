@@ -1,9 +1,12 @@
 // Shifts and rotates: shl/sal, shr, sar, rol, ror, rcl, rcr by 1, by imm8 or by CL. The count is
 // masked to 5 bits (6 for 64-bit operands); a masked count of 0 changes nothing, flags included.
 // Flags (SDM vol. 2, SAL/SAR/SHL/SHR and RCL/RCR/ROL/ROR): CF is the last bit shifted out (for
-// 8/16-bit shl/shr by at least the width, the bit an infinite shift would give); OF is defined
-// for a count of 1 and computed with the same rule for larger counts (the undefined case), as
-// Intel hardware does; AF is undefined and left 0; rotates change only CF and OF.
+// 8/16-bit shl/shr by at least the width, the bit the zero-extended operand gives, 0 past it); OF
+// is defined for a count of 1 and undefined above: here, as on the Intel host of the real-KVM
+// oracle, it is the 1-bit rule applied to the original operand for every count (shl: bit w-1 XOR
+// bit w-2, shr: bit w-1, sar: 0; rol/rcl: bit w-1 XOR bit w-2, ror: bit 0 XOR bit w-1, rcr: bit
+// w-1 XOR the old CF; test/oracle/diff/undefined-flags.ts has the evidence); AF is undefined and 0.
+// A count of 0 changes no flag, but a 32-bit register destination is still written (zero-extended).
 // 64-bit values are (lo, hi) int32 pairs: no BigInt here.
 
 import type { Cpu } from '../cpu';
@@ -68,7 +71,13 @@ export function shift(insn: Insn, kind: ShiftKind): Compiled {
     if (ea) ea(c);
     const vlo = get(c);
     const vhi = size === 8 ? c.tmpHi : 0;
-    if (count === 0) return 0;
+    if (count === 0) {
+      if (size === 4 && !ea) put(c, vlo, 0); // the register is written: bits 63:32 cleared
+      return 0;
+    }
+    // bits w-1 and w-2 of the original operand, for OF
+    const top1 = size === 8 ? (vhi >>> 31) & 1 : (vlo >>> top) & 1;
+    const top2 = size === 8 ? (vhi >>> 30) & 1 : (vlo >>> (top - 1)) & 1;
     let rlo: number;
     let rhi = 0;
     let cf: number;
@@ -85,7 +94,7 @@ export function shift(insn: Insn, kind: ShiftKind): Compiled {
           rlo = count < 32 ? (vlo << count) & mask : 0;
           cf = count <= bits ? ((vlo >>> (bits - count)) & 1) : 0;
         }
-        of = (size === 8 ? rhi >>> 31 : (rlo >>> top) & 1) ^ cf;
+        of = top1 ^ top2;
         break;
       case 'shr':
         if (size === 8) {
@@ -98,7 +107,7 @@ export function shift(insn: Insn, kind: ShiftKind): Compiled {
           rlo = count < 32 ? u >>> count : 0;
           cf = count <= bits ? (u >>> (count - 1)) & 1 : 0;
         }
-        of = size === 8 ? vhi >>> 31 : (vlo >>> top) & 1; // the original sign bit
+        of = top1; // the original sign bit
         break;
       case 'sar':
         if (size === 8) {
@@ -131,13 +140,12 @@ export function shift(insn: Insn, kind: ShiftKind): Compiled {
           const k = kind === 'rol' ? n : (bits - n) % bits;
           rlo = k === 0 ? u : ((u << k) | (u >>> (bits - k))) & mask;
         }
-        const msb = size === 8 ? rhi >>> 31 : (rlo >>> top) & 1;
         if (kind === 'rol') {
           cf = rlo & 1;
-          of = msb ^ cf;
+          of = top1 ^ top2;
         } else {
-          cf = msb;
-          of = msb ^ (size === 8 ? (rhi >>> 30) & 1 : (rlo >>> (top - 1)) & 1);
+          cf = size === 8 ? rhi >>> 31 : (rlo >>> top) & 1;
+          of = (vlo & 1) ^ top1;
         }
         break;
       }
@@ -148,7 +156,8 @@ export function shift(insn: Insn, kind: ShiftKind): Compiled {
         if (n === 0) return 0;
         let lo = vlo;
         let hi = vhi;
-        let carry = getCF(c) ? 1 : 0;
+        const carryIn = getCF(c) ? 1 : 0;
+        let carry = carryIn;
         for (let k = 0; k < n; k++) {
           if (kind === 'rcl') {
             const out = size === 8 ? hi >>> 31 : (lo >>> top) & 1;
@@ -169,8 +178,7 @@ export function shift(insn: Insn, kind: ShiftKind): Compiled {
         rlo = size === 4 ? lo | 0 : lo;
         rhi = hi;
         cf = carry;
-        const msb = size === 8 ? rhi >>> 31 : (rlo >>> top) & 1;
-        of = kind === 'rcl' ? msb ^ cf : msb ^ (size === 8 ? (rhi >>> 30) & 1 : (rlo >>> (top - 1)) & 1);
+        of = kind === 'rcl' ? top1 ^ top2 : top1 ^ carryIn;
       }
     }
     if (size === 4) rlo |= 0;

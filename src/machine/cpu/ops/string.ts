@@ -1,29 +1,33 @@
-// String instructions: movs, stos, lods, cmps, scas (b/w/d/q) with rep/repe/repne, DF up or
-// down, 64- or 32-bit address size. A rep instruction runs at most CHUNK iterations per step and
+// String instructions: movs, stos, lods, cmps, scas (b/w/d/q) and ins, outs (b/w/d) with
+// rep/repe/repne, DF up or down, 64- or 32-bit address size. A rep instruction runs at most CHUNK iterations per step and
 // then re-executes itself (RIP unchanged), as hardware lets an interrupt in between iterations;
 // a fault leaves RCX/RSI/RDI at the faulting iteration.
 
-import type { Cpu } from '../cpu';
+import { type Cpu, STOP_DONE } from '../cpu';
+import { GP, GuestFault } from '../exceptions';
 import { ARITH, DF, LAZY_SUB } from '../flags';
 import type { Insn } from '../insn';
 import { type Compiled } from './op';
 
-export type StringKind = 'movs' | 'stos' | 'lods' | 'cmps' | 'scas';
+export type StringKind = 'movs' | 'stos' | 'lods' | 'cmps' | 'scas' | 'ins' | 'outs';
 
 const CHUNK = 4096;
 const TWO32 = 4294967296;
 
 export function stringOp(insn: Insn, kind: StringKind): Compiled {
-  const size = insn.opSize;
+  // the width is the mnemonic's suffix (outsb's DX operand is not its operand size)
+  const size = ({ b: 1, w: 2, d: 4, q: 8 } as const)[insn.mnemonicName.slice(-1).toLowerCase() as 'b' | 'w' | 'd' | 'q'];
   const rep = insn.rep; // 0 none, 1 rep/repe, 2 repne
   const next = insn.next;
   const self = insn.ip;
   const conditional = kind === 'cmps' || kind === 'scas';
   const useA32 = insn.a32; // a 0x67 prefix: ESI/EDI/ECX
+  const io = kind === 'ins' || kind === 'outs';
   return {
-    ends: rep !== 0,
+    ends: rep !== 0 || io,
     op: (c: Cpu) => {
       const r = c.r;
+      if (io && c.cpl > ((c.flags >>> 12) & 3)) throw new GuestFault(GP, 0);
       const step = c.flags & DF ? -size : size;
       let n = 0;
       for (;;) {
@@ -62,6 +66,18 @@ export function stringOp(insn: Insn, kind: StringKind): Compiled {
             advance(r, 12, step, useA32);
             break;
           }
+          case 'outs': {
+            const v = read(c, size, siLo, siHi);
+            c.bus.ioOut(c, r[4] & 0xffff, size, v);
+            advance(r, 12, step, useA32);
+            break;
+          }
+          case 'ins': {
+            const v = c.bus.ioIn(c, r[4] & 0xffff, size);
+            write(c, size, diLo, diHi, v, 0);
+            advance(r, 14, step, useA32);
+            break;
+          }
           case 'cmps':
             cmpA = read(c, size, siLo, siHi);
             cmpAhi = c.tmpHi;
@@ -93,6 +109,10 @@ export function stringOp(insn: Insn, kind: StringKind): Compiled {
           c.lazyRhi = hi;
         }
         if (rep === 0) break;
+        if (c.stopReason === STOP_DONE) {
+          c.rip = self; // the done port stops the vCPU at this instruction
+          return 1;
+        }
         // count down RCX (ECX with a 32-bit address size)
         if (useA32) {
           r[2] = (r[2] - 1) | 0;
@@ -107,8 +127,8 @@ export function stringOp(insn: Insn, kind: StringKind): Compiled {
           if ((rep === 1 && !zf) || (rep === 2 && zf)) break;
         }
       }
-      if (rep !== 0) {
-        c.rip = next;
+      if (rep !== 0 || io) {
+        c.rip = c.stopReason === STOP_DONE ? self : next;
         return 1;
       }
       return 0;

@@ -31,7 +31,9 @@ function join(lo: number, hi: number): number {
 // ---- port I/O ------------------------------------------------------------------------------------
 
 export function portIo(insn: Insn, out: boolean): Compiled {
-  const size = insn.opSize === 8 ? 4 : insn.opSize;
+  // the width is the accumulator's (AL/AX/EAX), not DX's
+  const acc = out ? insn.ops[1] : insn.ops[0];
+  const size = acc.kind === 'reg' ? acc.reg.size : 1;
   const portOp = out ? insn.ops[0] : insn.ops[1];
   const fixedPort = portOp.kind === 'imm' ? portOp.lo & 0xff : -1;
   const self = insn.ip;
@@ -450,6 +452,17 @@ export function popf(insn: Insn): Compiled {
     if (!wasIf && c.flags & IF) c.stiShadow = false; // POPF does not create an interrupt shadow
     c.rip = next;
     return 1;
+  });
+}
+
+/** lahf: AH = SF:ZF:0:AF:0:PF:1:CF; sahf: those flags from AH (valid in 64-bit mode: CPUID 80000001h ECX[0]). */
+export function ahFlags(load: boolean): Compiled {
+  return continues((c) => {
+    const r = c.r;
+    const f = c.getRflags();
+    if (load) r[0] = (r[0] & ~0xff00) | (((f & 0xd5) | 2) << 8);
+    else c.setRflags((f & ~0xd5) | ((r[0] >>> 8) & 0xd5));
+    return 0;
   });
 }
 
