@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { repoPath, repoRoot } from '../../test/oracle/repo';
 import { assemble } from '../../src/asm/assembler';
 import { bochsAvailable, runOnBochs } from '../../test/oracle/bochs/bochs';
 import { kvmAvailable, runOnKvm } from '../../test/oracle/kvm/kvm';
@@ -136,9 +137,9 @@ export interface GuestImage {
   assembler?: 'avic' | 'nasm';
 }
 
-const REPO_ROOT = path.resolve(__dirname, '..', '..');
+const REPO_ROOT = repoRoot();
 const BUILD_DIR = path.join(REPO_ROOT, '.build', 'peers');
-const QEMU_ROM_SRC = path.join(__dirname, 'qemu-rom.asm');
+const QEMU_ROM_SRC = repoPath('scripts', 'peers', 'qemu-rom.asm');
 
 function which(cmd: string): string | undefined {
   for (const d of (process.env.PATH || '').split(path.delimiter)) {

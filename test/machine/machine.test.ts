@@ -364,6 +364,54 @@ _start: mov     rax, 0xfedcba9876543210
   });
 });
 
+describe('machine: fast paths are exact', () => {
+  // fused cmp/dec/test + jcc pairs, a register-only tight loop, a loop with memory, an exception
+  const src = withIdt(`
+        mov     ecx, 1000
+        xor     eax, eax
+.tight: add     rax, rcx
+        xor     rbx, rax
+        dec     rcx
+        jnz     .tight
+        mov     ecx, 300
+.mem:   add     [counter], rcx
+        cmp     ecx, 150
+        jne     .skip
+        mov     qword [skip], .e1 - .f1
+.f1:    ud2
+.e1:
+.skip:  test    ecx, 1
+        jz      .even
+        inc     rdx
+.even:  dec     ecx
+        jnz     .mem
+        mov     r10, [counter]
+        out     0xf4, al`, 'counter: dq 0');
+
+  it('big quanta (whole and fused blocks) and one instruction at a time give the same state and step count', () => {
+    const runs = [1000, 97, 7, 1].map((quantum) => run(src, { quantum }));
+    const reference = runs[runs.length - 1].result;
+    assert.equal(reference.status, 'done');
+    assert.equal(BigInt(reference.vcpus[0].regs.r10), (300n * 301n) / 2n);
+    for (const r of runs) {
+      assert.deepEqual(r.result.vcpus, reference.vcpus);
+      assert.equal(r.result.steps, reference.steps);
+      assert.equal(r.result.stats.instructions, reference.stats.instructions);
+    }
+  });
+
+  it('a step budget can end inside a fused pair and inside a tight loop', () => {
+    const m = machineFor(src);
+    let steps = 0;
+    while (m.endStatus() === undefined) {
+      m.run(3);
+      steps += 3;
+    }
+    assert.equal(m.steps, run(src).result.steps);
+    assert.ok(steps >= m.steps);
+  });
+});
+
 describe('machine: robustness', () => {
   function rng(seed: number): () => number {
     let s = seed;

@@ -11,10 +11,12 @@ import { ACCESS_FETCH, type Cpu, hiOf, loOf } from './cpu';
 import { GuestFault, hasErrorCode, PF, UD } from './exceptions';
 import { toInsn } from './insn';
 import { compile } from './ops/compile';
-import type { Op } from './ops/op';
+import { fuse } from './ops/fuse';
+import { MAX_BLOCK_INSNS, ONE_EACH, type Op } from './ops/op';
+import type { Insn } from './insn';
 import type { PhysicalMemory } from '../memory';
 
-const MAX_INSNS = 64;
+const MAX_INSNS = MAX_BLOCK_INSNS;
 const PAGE = 4096;
 
 export class Block {
@@ -23,10 +25,24 @@ export class Block {
   breakpoint = false;
   private succA: Block | null = null;
   private succB: Block | null = null;
+  /** the ops for a run of the whole block (fused pairs), with per-op counts and addresses */
+  readonly fused: readonly Op[];
+  /** instructions executed after each fused op (cumulative) */
+  readonly fusedCounts: Int32Array;
+  /** address of each fused op's first instruction, and after its last */
+  readonly fusedAddrs: readonly number[];
+  readonly fusedNexts: readonly number[];
+  /**
+   * The block is a loop over registers only: every instruction but the last touches no memory
+   * and cannot end the block, and the last jumps back to the start. Such a block can run again
+   * and again without the runner's per-instruction checks.
+   */
+  tightLoop = false;
 
   constructor(
     readonly start: number,
     readonly cr3: number,
+    /** one op per instruction */
     readonly ops: readonly Op[],
     /** address of each instruction */
     readonly addrs: readonly number[],
@@ -34,7 +50,35 @@ export class Block {
     readonly nexts: readonly number[],
     /** physical pages the block's bytes came from */
     readonly pages: readonly number[],
-  ) {}
+    /** fusion of instruction i with i + 1, where the pair fuses */
+    fusedPairs: ReadonlyMap<number, Op> = new Map(),
+  ) {
+    if (fusedPairs.size === 0) {
+      this.fused = ops;
+      this.fusedCounts = ONE_EACH;
+      this.fusedAddrs = addrs;
+      this.fusedNexts = nexts;
+      return;
+    }
+    const fused: Op[] = [];
+    const counts: number[] = [];
+    const fa: number[] = [];
+    const fn: number[] = [];
+    for (let i = 0; i < ops.length; i++) {
+      const pair = fusedPairs.get(i);
+      fa.push(addrs[i]);
+      if (pair && i + 1 < ops.length) {
+        fused.push(pair);
+        i++;
+      } else fused.push(ops[i]);
+      counts.push(i + 1);
+      fn.push(nexts[i]);
+    }
+    this.fused = fused;
+    this.fusedCounts = Int32Array.from(counts);
+    this.fusedAddrs = fa;
+    this.fusedNexts = fn;
+  }
 
   /** A known successor starting at `rip`, or null. */
   successor(rip: number): Block | null {
@@ -173,6 +217,7 @@ export class BlockCache {
     const ops: Op[] = [];
     const addrs: number[] = [];
     const nexts: number[] = [];
+    const insns: (Insn | undefined)[] = [];
     const instr = (this.instr ??= new I.Instruction());
     const decoder = new I.Decoder(64, bytes, I.DecoderOptions.None);
     try {
@@ -207,6 +252,7 @@ export class BlockCache {
         if (ops.length > 0 && offset + length > firstPageBytes) break;
         const insn = toInsn(instr, addr);
         const compiled = compile(insn);
+        insns[ops.length] = insn;
         ops.push(compiled.op);
         addrs.push(addr);
         nexts.push(insn.next);
@@ -217,11 +263,39 @@ export class BlockCache {
       decoder.free();
     }
     const usedPages = offsetPages(pages, firstPageBytes, nexts[nexts.length - 1] - start);
-    const block = new Block(start, cpu.cr3, ops, addrs, nexts, usedPages);
+    const pairs = new Map<number, Op>();
+    for (let i = 0; i + 1 < ops.length; i++) {
+      const a = insns[i];
+      const b = insns[i + 1];
+      const f = a && b ? fuse(a, b) : undefined;
+      if (f) {
+        pairs.set(i, f);
+        i++;
+      }
+    }
+    const block = new Block(start, cpu.cr3, ops, addrs, nexts, usedPages, pairs);
+    block.tightLoop = isTightLoop(insns, ops.length, start);
     block.breakpoint = this.breakpointSet.has(start);
     this.built++;
     return block;
   }
+}
+
+const REGISTER_ONLY = new Set(['add', 'sub', 'cmp', 'and', 'or', 'xor', 'test', 'inc', 'dec', 'neg', 'not', 'adc', 'sbb', 'mov',
+  'shl', 'shr', 'sar', 'rol', 'ror', 'imul', 'movzx', 'movsx', 'movsxd', 'xchg', 'nop', 'pause', 'bt', 'bts', 'btr', 'btc',
+  'bsf', 'bsr', 'cmove', 'cmovne', 'sete', 'setne', 'cdqe', 'cqo', 'cwde', 'cdq']);
+
+/** See Block.tightLoop: register-only instructions, then a jump back to the block's start. */
+function isTightLoop(insns: readonly (Insn | undefined)[], n: number, start: number): boolean {
+  if (n < 2) return false;
+  const last = insns[n - 1];
+  const target = last?.ops[0];
+  if (!last || target?.kind !== 'branch' || target.target !== start || !/^(J|Loop)/.test(last.mnemonicName)) return false;
+  for (let i = 0; i < n - 1; i++) {
+    const insn = insns[i];
+    if (!insn || !REGISTER_ONLY.has(insn.mnemonicName.toLowerCase()) || insn.ops.some((o) => o.kind !== 'reg' && o.kind !== 'imm')) return false;
+  }
+  return true;
 }
 
 /** The pages a block really covers (the second only when its bytes reach into it). */

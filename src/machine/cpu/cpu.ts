@@ -10,6 +10,7 @@ import { AC, ARITH, DF as DF_FLAG, FIXED1, type FlagState, ID, IF, IOPL, materia
 import { DF, faultClass, GP, GuestFault, hasErrorCode, NP, PF, PFEC_FETCH, PFEC_PRESENT, PFEC_RSVD, PFEC_USER, PFEC_WRITE, SS } from './exceptions';
 import type { PhysicalMemory } from '../memory';
 import type { Block, BlockCache } from './blocks';
+import { ONE_EACH, type Op } from './ops/op';
 import { CpuMsrs } from './ops/system';
 
 /** What a vCPU asks of the machine it sits in. */
@@ -652,47 +653,81 @@ export class Cpu implements FlagState {
         }
         this.skipBreakpoint = false;
       }
-      const ops = block.ops;
-      let n = ops.length;
+      // the whole block runs with its fused ops; a budget or an interrupt shadow ending inside it runs
+      // instruction by instruction
       const room = budget - executed;
-      if (n > room) n = room;
-      if (this.icount < this.shadowEnd && n > this.shadowEnd - this.icount) n = this.shadowEnd - this.icount;
+      const whole = room >= block.ops.length && this.icount >= this.shadowEnd;
+      let ops: readonly Op[];
+      let counts: Int32Array;
+      let addrs: readonly number[];
+      let nexts: readonly number[];
+      let n: number;
+      if (whole) {
+        ops = block.fused;
+        counts = block.fusedCounts;
+        addrs = block.fusedAddrs;
+        nexts = block.fusedNexts;
+        n = ops.length;
+      } else {
+        ops = block.ops;
+        counts = ONE_EACH;
+        addrs = block.addrs;
+        nexts = block.nexts;
+        n = ops.length;
+        if (n > room) n = room;
+        if (this.icount < this.shadowEnd && n > this.shadowEnd - this.icount) n = this.shadowEnd - this.icount;
+      }
       let i = 0;
+      let done = 0;
       let exited = false;
+      if (whole && block.tightLoop && !block.breakpoint) {
+        // a register-only loop: nothing in it can fault, exit early or change the CPU's state flags
+        const per = block.ops.length;
+        const last = n - 1;
+        const start = block.start;
+        for (;;) {
+          for (i = 0; i < last; i++) ops[i](this);
+          ops[last](this);
+          executed += per;
+          this.icount += per;
+          if (this.rip !== start || budget - executed < per) break;
+        }
+        block = block.successor(this.rip);
+        this.last = block;
+        continue;
+      }
       try {
         for (;;) {
           for (; i < n; i++) {
             if (ops[i](this) !== 0) {
               // the instruction set RIP itself (branch, I/O, system instruction)
-              i++;
               exited = true;
               break;
             }
             if (this.exitReq !== 0) {
               // MMIO or self-modifying code: stop after this instruction
-              this.rip = block.nexts[i];
-              i++;
+              this.rip = nexts[i];
               exited = true;
               break;
             }
           }
+          done = exited ? counts[i] : counts[n - 1];
           // a loop that branches back to its own start runs again without a dispatch (as block chaining does)
-          if (!exited || this.rip !== block.start || this.exitReq !== 0 || this.stopReason !== STOP_NONE || this.halted ||
-            this.eventPending || !block.valid || block.breakpoint || this.stiShadow || this.icount + i < this.shadowEnd) break;
-          const left = budget - executed - i;
-          if (left < ops.length) break;
-          executed += i;
-          this.icount += i;
+          if (!exited || ops !== block.fused || this.rip !== block.start || this.exitReq !== 0 || this.stopReason !== STOP_NONE ||
+            this.halted || this.eventPending || !block.valid || block.breakpoint || this.stiShadow) break;
+          if (budget - executed - done < block.ops.length) break;
+          executed += done;
+          this.icount += done;
           i = 0;
-          n = ops.length;
           exited = false;
         }
       } catch (e) {
         if (!(e instanceof GuestFault)) throw e;
-        this.rip = block.addrs[i];
-        i++;
-        this.icount += i;
-        executed += i;
+        // op i faulted at its first instruction: it counts as executed, RIP is its address
+        this.rip = addrs[i];
+        done = (i > 0 ? counts[i - 1] : 0) + 1;
+        this.icount += done;
+        executed += done;
         this.exitReq = 0;
         this.last = null;
         this.prev = null;
@@ -702,15 +737,15 @@ export class Cpu implements FlagState {
         continue;
       }
       this.exitReq = 0;
-      this.icount += i;
-      executed += i;
+      this.icount += done;
+      executed += done;
       if (exited) {
         if (this.stiShadow) {
           this.stiShadow = false;
           this.shadowEnd = this.icount + 1;
         }
       } else {
-        this.rip = block.nexts[i - 1];
+        this.rip = nexts[n - 1];
       }
       block = block.successor(this.rip);
       this.last = block;

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { repoPath, repoRoot } from '../repo';
 
 /** Largest processor count Bochs 2.7 runs with this configuration (timer table limit). */
 export const BOCHS_MAX_VCPUS = 18;
@@ -46,7 +47,7 @@ const MARK_BEGIN = Buffer.from('\x01AVIC-BOCHS-ORACLE-BEGIN-5f3c9a\x02', 'latin1
 const MARK_END = Buffer.from('\x01AVIC-BOCHS-ORACLE-END-5f3c9a\x02', 'latin1');
 const MARK_BADID = Buffer.from('\x01AVIC-BOCHS-ORACLE-ERROR-BAD-APIC-ID\x02', 'latin1');
 const VGA_ROM = '/usr/share/vgabios/vgabios.bin';
-const ROM_SRC = path.join(__dirname, 'rom.asm');
+const ROM_SRC = repoPath('test', 'oracle', 'bochs', 'rom.asm');
 const BOCHS_BIN = process.env.BOCHS_BIN || 'bochs';
 const NASM_BIN = process.env.NASM_BIN || 'nasm';
 
@@ -58,15 +59,6 @@ const DBG_LINE =
 const DBG_BLOCK = new RegExp(`(?:${DBG_LINE.source})+`, 'g');
 const DBG_TAIL = new RegExp(`(?:${DBG_LINE.source})+$`);
 
-function repoRoot(): string {
-  let dir = __dirname;
-  for (;;) {
-    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
-    const up = path.dirname(dir);
-    if (up === dir) return path.resolve(__dirname, '..', '..', '..');
-    dir = up;
-  }
-}
 
 function which(cmd: string): string | undefined {
   if (cmd.includes('/')) return fs.existsSync(cmd) ? cmd : undefined;

@@ -6,9 +6,10 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { repoPath, repoRoot } from '../repo';
 
-export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
-export const HARNESS_SOURCE = path.join(__dirname, 'avic-kvm.c');
+export const REPO_ROOT = repoRoot();
+export const HARNESS_SOURCE = repoPath('test', 'oracle', 'kvm', 'avic-kvm.c');
 export const HARNESS_BINARY = path.join(REPO_ROOT, '.build', 'oracle', 'avic-kvm');
 
 export const REG_NAMES = [

@@ -19,3 +19,9 @@ export function continues(op: Op): Compiled {
 export function ends(op: Op): Compiled {
   return { op, ends: true };
 }
+
+/** a block holds at most this many instructions */
+export const MAX_BLOCK_INSNS = 64;
+
+/** i + 1 for every i: the instruction count after op i of an unfused op list */
+export const ONE_EACH = Int32Array.from({ length: MAX_BLOCK_INSNS + 1 }, (_, i) => i + 1);
