@@ -1,11 +1,13 @@
 // `avic run FILE.vasm|FILE.bin [options]`: assemble if needed, run on the machine, print the
-// console and a summary, or the --json object of contracts/run-json.md. Exit codes: 0 done, 1 bad
-// input, 2 any other end (step-limit, halted, triple-fault).
+// console and a summary, or the --json object of contracts/run-json.md; `avic run
+// --list-designs`. Exit codes: 0 done without violations, 1 bad input, 2 any other end
+// (step-limit, halted, violation, triple-fault, or done with violations under --keep-going).
 
 import { readFileSync } from 'node:fs';
 import { assemble } from '../asm/assembler';
 import { formatDiagnostic } from '../asm/diagnostics';
 import { LoadError, DEFAULT_LOAD_ADDRESS } from '../machine/loader';
+import { DESIGN_NAMES, DESIGNS } from '../machine/kvm/design';
 import { DEFAULT_OPTIONS, Machine, type MachineOptions } from '../machine/machine';
 import { errorResult, runResult, type RunResult } from '../machine/result';
 import { applyRunFlags, findRunLine, OptionError, RUN_OPTIONS } from '../machine/run-options';
@@ -13,23 +15,34 @@ import { formatTraceLine } from '../machine/trace';
 import { parseArgs, UsageError, type FlagSpec } from './args';
 import { bundledIncludeDir, nodeFileReader } from './files';
 
-export const RUN_USAGE = 'avic run FILE.vasm|FILE.bin [--vcpus N] [--memory MIB] [--sched rr|random] [--quantum N] [--seed N] [--max-steps N] [--nested on|off] [--json] [--trace]';
+export const RUN_USAGE = 'avic run FILE.vasm|FILE.bin [--vcpus N] [--memory MIB] [--design NAME] [--avic on|off] [--x2avic on|off] ' +
+  '[--nested on|off] [--sched rr|random] [--quantum N] [--seed N] [--max-steps N] [--host-action TRIGGER:ACTION=ARG[:VCPU]]... ' +
+  '[--keep-going] [--json] [--trace] | avic run --list-designs';
+
+const CLI_ONLY = new Set(['--json', '--trace', '--list-designs']);
 
 const SPEC: Record<string, FlagSpec> = {
-  ...Object.fromEntries(RUN_OPTIONS.map((o) => [o.flag, { value: true }])),
+  ...Object.fromEntries(RUN_OPTIONS.map((o) => [o.flag, o.kind === 'flag' ? {} : { value: true, repeat: o.kind === 'repeat' ? true : undefined }])),
   '--json': {},
   '--trace': {},
+  '--list-designs': {},
 };
 
-/** Machine flags as a map (the last value of each), from parsed arguments. */
-function machineFlags(flags: Map<string, string[]>): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const [k, v] of flags) if (k !== '--json' && k !== '--trace') out.set(k, v[v.length - 1]);
+/** Machine flags (every value, in order), from parsed arguments. */
+function machineFlags(flags: Map<string, string[]>): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const [k, v] of flags) if (!CLI_ONLY.has(k)) out.set(k, v);
   return out;
 }
 
 export function runCommand(argv: readonly string[], out: (s: string) => void, err: (s: string) => void): number {
   const args = parseArgs(argv, SPEC);
+  if (args.flags.has('--list-designs')) {
+    if (args.positionals.length > 0) throw new UsageError('--list-designs takes no program');
+    const width = Math.max(...DESIGN_NAMES.map((n) => n.length));
+    for (const name of DESIGN_NAMES) out(`${name.padEnd(width)}  ${DESIGNS[name].summary}`);
+    return 0;
+  }
   if (args.positionals.length !== 1) throw new UsageError(`expected one program: ${RUN_USAGE}`);
   const file = args.positionals[0];
   const json = args.flags.has('--json');
@@ -90,6 +103,7 @@ export function runCommand(argv: readonly string[], out: (s: string) => void, er
   const started = Date.now();
   const stop = machine.run();
   const status = stop.kind === 'end' ? stop.status : 'step-limit';
+  for (const e of machine.errors) err(`${file}: ${e}`);
   const result: RunResult = runResult(machine, status);
   if (json) out(JSON.stringify(result, null, 2));
   else {
@@ -97,13 +111,14 @@ export function runCommand(argv: readonly string[], out: (s: string) => void, er
     if (result.console.length > 0 && !result.console.endsWith('\n')) out('');
     out(summary(result, (Date.now() - started) / 1000));
   }
-  return status === 'done' ? 0 : 2;
+  return status === 'done' && result.violations.length === 0 ? 0 : 2;
 }
 
 function summary(r: RunResult, seconds: number): string {
   const states = new Map<string, number>();
   for (const v of r.vcpus) states.set(v.state, (states.get(v.state) ?? 0) + 1);
   const detail = [...states].map(([s, n]) => `${n} ${s}`).join(', ');
-  const rate = seconds >= 0.1 ? `, ${(r.stats.instructions / seconds / 1e6).toFixed(1)} M instructions/s` : '';
-  return `avic: ${r.status}: ${r.vcpus.length} vCPU${r.vcpus.length === 1 ? '' : 's'} (${detail}), ${r.steps} steps, ${r.stats.instructions} instructions in ${seconds.toFixed(2)} s${rate}`;
+  const rate = seconds >= 0.1 && r.stats.instructions >= 1e6 ? `, ${(r.stats.instructions / seconds / 1e6).toFixed(1)} M instructions/s` : '';
+  const violations = r.violations.map((v) => `\navic: violation ${v.kind} (vCPU ${v.vcpu ?? 'VMM'}, event ${v.seq}): ${v.message}\n  host stack: ${v.hostStack.join(' <- ') || '-'}`).join('');
+  return `avic: ${r.status}: ${r.vcpus.length} vCPU${r.vcpus.length === 1 ? '' : 's'} (${detail}), ${r.steps} steps, ${r.stats.instructions} instructions in ${seconds.toFixed(2)} s${rate}${violations}`;
 }

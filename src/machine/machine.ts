@@ -1,17 +1,30 @@
-// The machine: 1 to 512 vCPUs over shared guest RAM, the ports of contracts/guest.md, MSR and
-// CPUID dispatch, the deterministic scheduler, a step limit and the event log. It exposes the
-// run/step API the CLI and the debugger drive.
+// The machine: guest RAM, the vCPUs, the KVM model built as a VMM builds it (KVM_CREATE_VM,
+// KVM_CREATE_IRQCHIP, memory, KVM_CREATE_VCPU for each), the userspace VMM, and the
+// deterministic scheduler over host tasks (one per vCPU thread, one for the VMM). Virtual time
+// is the step count: a guest instruction or a host preemption point is one step (one ns).
+// It exposes the run/step API the CLI and the debugger drive.
 
 import { BlockCache } from './cpu/blocks';
-import { Cpu, type CpuBus, STOP_BREAKPOINT, STOP_DONE, STOP_EXIT, STOP_HALT, STOP_NONE, STOP_TRIPLE_FAULT } from './cpu/cpu';
-import { EventLog, type MachineEvent } from './events';
+import { Cpu, type CpuBus, STOP_BREAKPOINT, STOP_VMEXIT } from './cpu/cpu';
+import { EventLog, type MachineEvent, type NewEvent } from './events';
+import { Checkers, type Violation } from './kvm/checkers';
+import { DESIGNS, type DesignName } from './kvm/design';
+import {
+  APIC_ACCESS_PAGE_PRIVATE_MEMSLOT, APICV_INHIBIT_REASON_ABSENT, APICV_INHIBIT_REASON_DISABLE, Kvm, KvmVcpu,
+} from './kvm/kvm_host';
+import { apic_timer_fn, kvm_lapic_get_cr8, kvm_lapic_reset, kvm_lapic_set_cr8 } from './kvm/lapic';
+import { KvmLapic } from './kvm/lapic_h';
+import { avic_init_backing_page, AVIC_MAX_PHYSICAL_ID, x2avicMsr } from './kvm/svm/avic';
+import { svm_guest_events, svm_mmio_read, svm_mmio_write, svm_x86_ops } from './kvm/svm/svm';
+import { VcpuSvm } from './kvm/svm/svm_h';
+import { type HostEvent, Task } from './kvm/task';
+import { type HostActionSpec, USERSPACE_PORTS, Vmm } from './kvm/userspace';
+import { kvm_arch_vcpu_runnable } from './kvm/x86';
 import { DEFAULT_LOAD_ADDRESS, loadImage, resetCpu } from './loader';
 import { PhysicalMemory } from './memory';
 import { Scheduler, type SchedPolicy } from './scheduler';
 
-export const PORT_CONSOLE = 0xe9;
-export const PORT_DONE = 0xf4;
-export const PORT_HOST_ACTION = 0xf0;
+export { PORT_CONSOLE, PORT_DONE, PORT_HOST_ACTION } from './kvm/userspace';
 export const MAX_VCPUS = 512;
 
 export interface MachineOptions {
@@ -21,17 +34,26 @@ export interface MachineOptions {
   readonly quantum: number;
   readonly seed: number;
   readonly maxSteps: number;
-  /** SVM exposed to the guest (CPUID, EFER.SVME) */
+  /** SVM exposed to the guest (CPUID, EFER.SVME, vmrun) */
   readonly nested: boolean;
+  readonly design: DesignName;
+  /** the `avic` module parameter */
+  readonly avic: boolean;
+  /** the host has x2AVIC */
+  readonly x2avic: boolean;
+  readonly hostActions: readonly HostActionSpec[];
+  /** record violations and go on */
+  readonly keepGoing: boolean;
 }
 
 export const DEFAULT_OPTIONS: MachineOptions = {
   vcpus: 1, memoryMiB: 64, sched: 'rr', quantum: 1000, seed: 1, maxSteps: 100_000_000, nested: false,
+  design: 'upstream', avic: true, x2avic: false, hostActions: [], keepGoing: false,
 };
 
-export type VcpuState = 'running' | 'halted' | 'done' | 'triple-fault';
+export type VcpuState = 'running' | 'halted' | 'blocked' | 'done' | 'triple-fault';
 
-export type RunStatus = 'done' | 'step-limit' | 'halted' | 'triple-fault';
+export type RunStatus = 'done' | 'step-limit' | 'halted' | 'triple-fault' | 'violation';
 
 /** Why a run call returned. */
 export type StopReason =
@@ -42,34 +64,110 @@ export type StopReason =
 export class Machine implements CpuBus {
   readonly mem: PhysicalMemory;
   readonly blocks: BlockCache;
-  readonly cpus: Cpu[];
+  readonly cpus: Cpu[] = [];
   readonly log: EventLog;
   readonly scheduler: Scheduler;
-  /** scheduler steps so far (guest instructions, and later host steps) */
+  readonly kvm: Kvm;
+  readonly vmm: Vmm;
+  readonly tasks: Task[] = [];
+  readonly checkers: Checkers;
+  /** scheduler steps so far: virtual time (a guest run in progress adds its instructions: `now()`) */
   steps = 0;
-  private readonly done: boolean[];
+  /** the vCPU running guest code now, and its instruction count when it started */
+  private guestCpu: Cpu | null = null;
+  private guestStart = 0;
   private readonly consoleBytes: number[] = [];
-  private current: number | null = null;
-  private tripleFaulted: number | null = null;
+  private current: Task | null = null;
+  private shutdownVcpu: number | null = null;
+  private readonly vcpuDone: boolean[];
+  private readonly vmmTask: Task;
+  private nextTrigger = 0;
+  private readonly triggerSteps: number[];
+  /** a vCPU ended for a reason the model cannot run past (an internal error of KVM_RUN) */
+  readonly errors: string[] = [];
 
   constructor(readonly options: MachineOptions, image: Uint8Array, loadAddress = DEFAULT_LOAD_ADDRESS, imageEnd?: number) {
-    if (!Number.isInteger(options.vcpus) || options.vcpus < 1 || options.vcpus > MAX_VCPUS) {
-      throw new RangeError(`--vcpus must be 1..${MAX_VCPUS}, not ${options.vcpus}`);
+    const n = options.vcpus;
+    if (!Number.isInteger(n) || n < 1 || n > MAX_VCPUS) throw new RangeError(`--vcpus must be 1..${MAX_VCPUS}, not ${n}`);
+    if (options.avic && !options.x2avic && n > AVIC_MAX_PHYSICAL_ID + 1) {
+      // avic_init_backing_page @ v6.3: a vCPU id above AVIC_MAX_PHYSICAL_ID fails KVM_CREATE_VCPU (-EINVAL)
+      throw new RangeError(`--vcpus ${n}: AVIC without x2AVIC (--avic on --x2avic off) allows at most ${AVIC_MAX_PHYSICAL_ID + 1} vCPUs`);
     }
     this.mem = new PhysicalMemory(options.memoryMiB * 1024 * 1024);
-    this.log = new EventLog(() => this.steps);
+    this.log = new EventLog(() => this.now());
     this.blocks = new BlockCache(this.mem, (page) => {
       for (const c of this.cpus) c.dropWriteEntries(page);
     });
     loadImage(this.mem, image, loadAddress, imageEnd);
-    this.cpus = [];
-    for (let i = 0; i < options.vcpus; i++) {
-      const cpu = new Cpu(i, this, { svm: options.nested });
+    this.scheduler = new Scheduler(options.sched, options.quantum, options.seed);
+    const design = DESIGNS[options.design];
+    const kvm = new Kvm(design, { avic: options.avic, x2avic: options.x2avic, nested: options.nested }, () => this.now());
+    this.kvm = kvm;
+    kvm.x86_ops = svm_x86_ops(options.x2avic, design.x2apicInhibitListed);
+    kvm.arch_hooks = { kvm_arch_vcpu_runnable };
+    kvm.userspacePorts = USERSPACE_PORTS;
+    this.vcpuDone = new Array(n).fill(false);
+    this.buildVm(loadAddress);
+    this.vmm = new Vmm(kvm, options.hostActions, {
+      console: (b) => this.consoleBytes.push(b),
+      done: (v) => {
+        this.vcpuDone[v.vcpu_id] = true;
+        v.task.emit({ kind: 'done' });
+      },
+      shutdown: (v) => {
+        this.shutdownVcpu ??= v.vcpu_id;
+      },
+      internalError: (v, message) => {
+        this.errors.push(message);
+        this.shutdownVcpu ??= v.vcpu_id;
+      },
+      actionFailed: (q) => this.errors.push(q.error ?? `host action ${q.spec.text} failed`),
+    });
+    for (const v of kvm.vcpus) v.task.start(this.vmm.vcpuThread(v.task, v));
+    this.vmmTask = new Task(n, 'vmm', null, (t, e) => this.emit(t, e));
+    this.vmmTask.start(this.vmm.vmmThread(this.vmmTask));
+    this.tasks.push(this.vmmTask);
+    this.triggerSteps = [...new Set(options.hostActions.flatMap((a) => (a.trigger.kind === 'step' ? [a.trigger.step] : [])))].sort((a, b) => a - b);
+    this.checkers = new Checkers(this.log, kvm);
+  }
+
+  /** KVM_CREATE_VM, KVM_CREATE_IRQCHIP, the RAM slot, KVM_CREATE_VCPU each: before the event log starts. */
+  private buildVm(loadAddress: number): void {
+    const kvm = this.kvm;
+    const o = this.options;
+    // kvm_apicv_init: ABSENT (and DISABLE without enable_apicv); KVM_CREATE_IRQCHIP clears ABSENT
+    kvm.arch.apicv_inhibit_reasons = o.avic ? 0 : (1 << APICV_INHIBIT_REASON_DISABLE) | (1 << APICV_INHIBIT_REASON_ABSENT);
+    kvm.memslots.set(0, { id: 0, gpa: 0, size: this.mem.size, private: false });
+    for (let i = 0; i < o.vcpus; i++) {
+      const cpu = new Cpu(i, this, { svm: o.nested });
       resetCpu(cpu, i, loadAddress);
       this.cpus.push(cpu);
+      const task = new Task(i, `vcpu ${i}`, i, (t, e) => this.emit(t, e));
+      this.tasks.push(task);
+      const vcpu = new KvmVcpu(kvm, i, cpu, task, new KvmLapic(), new VcpuSvm());
+      kvm.vcpus.push(vcpu);
+      kvm_lapic_reset(vcpu);
+      // kvm_arch_vcpu_create: APICv starts active when the VM is activated
+      vcpu.apic.apicv_active = o.avic && kvm.arch.apicv_inhibit_reasons === 0;
+      if (o.avic) {
+        avic_init_backing_page(vcpu);
+        // avic_init_backing_page -> kvm_alloc_apic_access_page, when the VM is activated
+        if (kvm.arch.apicv_inhibit_reasons === 0 && !kvm.arch.apic_access_memslot_enabled) {
+          kvm.memslots.set(APIC_ACCESS_PAGE_PRIVATE_MEMSLOT, { id: APIC_ACCESS_PAGE_PRIVATE_MEMSLOT, gpa: 0xfee00000, size: 4096, private: true });
+          kvm.arch.apic_access_memslot_enabled = true;
+        }
+      }
+      cpu.onEvents = (c) => svm_guest_events(vcpu, c);
     }
-    this.done = new Array(options.vcpus).fill(false);
-    this.scheduler = new Scheduler(options.sched, options.quantum, options.seed);
+    kvm.arch.apic_map_dirty = false;
+  }
+
+  private emit(t: Task, e: HostEvent): void {
+    const vcpu = t.vcpu === null ? null : t.vcpu;
+    const cpu = vcpu === null ? null : this.cpus[vcpu];
+    // kvm_exit reports the RIP of the instruction that exited
+    const rip = cpu === null ? 0 : e.kind === 'vmexit' && cpu.exitRip !== -1 ? cpu.exitRip : cpu.rip;
+    this.log.add({ ...e, vcpu, rip, hostStack: t.stack.length > 0 ? t.hostStack() : undefined } as NewEvent);
   }
 
   // ---- state the CLI and the debugger read --------------------------------------------------------
@@ -79,9 +177,15 @@ export class Machine implements CpuBus {
   }
 
   vcpuState(i: number): VcpuState {
-    if (this.tripleFaulted === i) return 'triple-fault';
-    if (this.done[i]) return 'done';
-    if (this.cpus[i].halted) return 'halted';
+    if (this.shutdownVcpu === i) return 'triple-fault';
+    if (this.vcpuDone[i]) return 'done';
+    const vcpu = this.kvm.vcpus[i];
+    const task = vcpu.task;
+    if (task.pending?.kind === 'wait') {
+      if (task.pending.why === 'halt' && !task.pending.until()) return 'halted';
+      if (!task.pending.until()) return 'blocked';
+    }
+    if (!vcpu.inKvmRun && task.state !== 'finished' && task.stack.length > 0) return 'blocked';
     return 'running';
   }
 
@@ -91,19 +195,46 @@ export class Machine implements CpuBus {
     return n;
   }
 
-  /** The run's status if it has ended (contracts/run-json.md's order: triple-fault, step-limit, halted, done). */
+  get violations(): readonly Violation[] {
+    return this.checkers.violations;
+  }
+
+  /** The run's status if it has ended (contracts/run-json.md's order: violation, triple-fault, step-limit, halted, done). */
   endStatus(): RunStatus | undefined {
-    if (this.tripleFaulted !== null) return 'triple-fault';
-    if (this.done.every((d) => d)) return 'done';
+    if (this.checkers.violations.length > 0 && !this.options.keepGoing) return 'violation';
+    if (this.shutdownVcpu !== null) return 'triple-fault';
+    if (this.vcpuDone.every((d) => d)) return 'done';
     if (this.steps >= this.options.maxSteps) return 'step-limit';
-    if (this.runnable().length === 0) return 'halted';
+    if (this.runnableTasks().length === 0 && this.nextTimer() < 0) return this.stuckStatus();
     return undefined;
   }
 
-  private runnable(): number[] {
-    const out: number[] = [];
-    for (let i = 0; i < this.cpus.length; i++) if (!this.done[i] && !this.cpus[i].halted) out.push(i);
+  /** Nothing can run: halted vCPUs only (`halted`), or a host wait nothing can end (a deadlock violation). */
+  private stuckStatus(): RunStatus {
+    const stuck = this.tasks.filter((t) => t.state === 'waiting' && t.pending?.kind === 'wait' && t.pending.why !== 'halt' &&
+      !(t === this.vmmTask && t.pending.why === 'userspace'));
+    if (stuck.length === 0) return 'halted';
+    this.checkers.deadlock(stuck);
+    return 'violation'; // the run cannot go on, --keep-going or not
+  }
+
+  private runnableTasks(): Task[] {
+    const out: Task[] = [];
+    for (const t of this.tasks) {
+      const s = t.state;
+      if (s === 'runnable' || s === 'guest') out.push(t);
+    }
     return out;
+  }
+
+  /** the earliest armed APIC timer, or -1 */
+  private nextTimer(): number {
+    let min = -1;
+    for (const v of this.kvm.vcpus) {
+      const target = v.apic.lapic_timer.target;
+      if (target >= 0 && !this.vcpuDone[v.vcpu_id] && (min < 0 || target < min)) min = target;
+    }
+    return min;
   }
 
   // ---- running ----------------------------------------------------------------------------------
@@ -112,44 +243,105 @@ export class Machine implements CpuBus {
   run(budget = Infinity): StopReason {
     const limit = Math.min(this.options.maxSteps, this.steps + budget);
     for (;;) {
+      this.fireTimers();
+      this.fireTriggers();
       const end = this.endStatus();
       if (end) return { kind: 'end', status: end };
       if (this.steps >= limit) return { kind: 'budget' };
-      const choice = this.scheduler.next(this.runnable());
-      const stop = this.runVcpu(choice.vcpu, Math.min(choice.steps, limit - this.steps));
+      const runnable = this.runnableTasks();
+      if (runnable.length === 0) {
+        // idle: every vCPU waits; virtual time jumps to the next timer
+        this.steps = Math.min(limit, Math.max(this.steps, this.nextTimer()));
+        continue;
+      }
+      const choice = this.scheduler.next(runnable.map((t) => t.id));
+      const stop = this.runTask(this.tasks.find((t) => t.id === choice.vcpu)!, Math.min(choice.steps, limit - this.steps));
       if (stop) return stop;
     }
   }
 
-  /** Runs one vCPU for up to `steps` steps (the debugger's single step uses this). */
-  runVcpu(i: number, steps: number): StopReason | undefined {
-    const cpu = this.cpus[i];
-    if (this.current !== i) {
-      this.log.add({ kind: 'sched', vcpu: i, rip: cpu.rip, from: this.current });
-      this.current = i;
+  /** Runs one task for up to `steps` steps (the debugger's single step uses this). */
+  runTask(task: Task, steps: number): StopReason | undefined {
+    if (this.current !== task) {
+      const vcpu = task.vcpu;
+      this.log.add({ kind: 'sched', vcpu, rip: vcpu === null ? 0 : this.cpus[vcpu].rip, from: this.current?.vcpu ?? null, task: task.name });
+      this.current = task;
     }
-    const n = cpu.run(steps);
-    this.steps += n;
-    const reason = cpu.stopReason;
-    cpu.stopReason = STOP_NONE;
-    switch (reason) {
-      case STOP_DONE:
-        this.done[i] = true;
-        this.log.add({ kind: 'done', vcpu: i, rip: cpu.rip });
+    let left = steps;
+    const deadline = this.nextDeadline();
+    while (left > 0) {
+      const pending = task.pending;
+      if (pending === null || task.finished) break;
+      if (pending.kind === 'guest') {
+        const cpu = this.cpus[task.vcpu!];
+        const budget = Math.min(left, Math.max(1, deadline - this.steps));
+        this.guestCpu = cpu;
+        this.guestStart = cpu.icount;
+        const n = cpu.run(budget);
+        this.guestCpu = null;
+        this.steps += n;
+        left -= n;
+        if (cpu.stopReason === STOP_BREAKPOINT) {
+          cpu.stopReason = 0;
+          return { kind: 'breakpoint', vcpu: task.vcpu! };
+        }
+        if (cpu.stopReason === STOP_VMEXIT) {
+          task.resume = cpu.takeExit();
+          task.step();
+          this.steps++;
+          left--;
+        }
+        if (this.steps >= deadline) break;
+      } else if (pending.kind === 'wait' && !pending.until()) {
         break;
-      case STOP_TRIPLE_FAULT:
-        this.tripleFaulted = i;
-        break;
-      case STOP_HALT:
-        this.log.add({ kind: 'halt', vcpu: i, rip: cpu.rip });
-        break;
-      case STOP_BREAKPOINT:
-        return { kind: 'breakpoint', vcpu: i };
-      case STOP_EXIT:
-      case STOP_NONE:
-        break;
+      } else {
+        task.step();
+        this.steps++;
+        left--;
+      }
+      if (this.checkers.violations.length > 0 && !this.options.keepGoing) break;
     }
     return undefined;
+  }
+
+  /** the next step at which a timer or a step trigger needs the scheduler */
+  private nextDeadline(): number {
+    let d = Infinity;
+    const timer = this.nextTimer();
+    if (timer >= 0) d = timer;
+    const trig = this.triggerSteps[this.nextTrigger];
+    if (trig !== undefined && trig < d) d = trig;
+    return Math.max(d, this.steps + 1);
+  }
+
+  private fireTimers(): void {
+    for (const v of this.kvm.vcpus) {
+      const target = v.apic.lapic_timer.target;
+      if (target >= 0 && target <= this.steps && !this.vcpuDone[v.vcpu_id]) {
+        apic_timer_fn(v.task, v, (t, target) => this.timerKick(t, target));
+      }
+    }
+  }
+
+  /** kvm_vcpu_kick from the hrtimer (interrupt context): wake, or IPI a vCPU in guest mode */
+  private timerKick(t: Task, v: KvmVcpu): void {
+    if (v.blocking) {
+      v.woken = true;
+      t.emit({ kind: 'wakeup', target: v.vcpu_id });
+      return;
+    }
+    if (v.mode === 1) {
+      v.mode = 2;
+      v.ipiPending = true;
+      v.cpu.eventPending = true;
+    }
+  }
+
+  private fireTriggers(): void {
+    while (this.nextTrigger < this.triggerSteps.length && this.triggerSteps[this.nextTrigger] <= this.steps) {
+      const step = this.triggerSteps[this.nextTrigger++];
+      for (const spec of this.vmm.stepTriggers(step)) this.vmm.queue(this.vmmTask, spec, null, null);
+    }
   }
 
   /** Instruction breakpoints (linear addresses). */
@@ -160,119 +352,43 @@ export class Machine implements CpuBus {
 
   // ---- CpuBus: what the vCPUs ask of the machine ----------------------------------------------------
 
-  ioIn(cpu: Cpu, port: number, size: number): number {
-    const value = size === 1 ? 0xff : size === 2 ? 0xffff : -1;
-    this.log.add({ kind: 'pio', vcpu: cpu.index, rip: cpu.rip, port, size, value: value >>> 0, write: false, unhandled: true });
-    return value;
+  mmioRead(cpu: Cpu, gpa: number, size: number): number {
+    return svm_mmio_read(this.kvm.vcpus[cpu.index], gpa, size);
   }
 
-  ioOut(cpu: Cpu, port: number, size: number, value: number): void {
-    const handled = port === PORT_CONSOLE || port === PORT_DONE || port === PORT_HOST_ACTION;
-    this.log.add({ kind: 'pio', vcpu: cpu.index, rip: cpu.rip, port, size, value: value >>> 0, write: true, unhandled: !handled });
-    if (port === PORT_CONSOLE) {
-      for (let k = 0; k < size; k++) this.consoleBytes.push((value >>> (8 * k)) & 0xff);
-    } else if (port === PORT_DONE) {
-      cpu.stopReason = STOP_DONE;
-    } else if (port === PORT_HOST_ACTION) {
-      this.log.add({ kind: 'host-action', vcpu: cpu.index, rip: cpu.rip, trigger: value & 0xff });
-    }
+  mmioWrite(cpu: Cpu, gpa: number, size: number, value: number): void {
+    svm_mmio_write(this.kvm.vcpus[cpu.index], gpa, size, value);
   }
 
-  mmioRead(cpu: Cpu, phys: number, size: number): number {
-    const value = size === 1 ? 0xff : size === 2 ? 0xffff : -1;
-    this.log.add({ kind: 'mmio-read', vcpu: cpu.index, rip: cpu.rip, gpa: phys, size, value: value >>> 0, unhandled: true });
-    return value;
+  /** no port device in the kernel and none in the VMM answers a read: all-ones */
+  pioIn(_cpu: Cpu, _port: number, size: number): number {
+    return size === 1 ? 0xff : size === 2 ? 0xffff : -1;
   }
 
-  mmioWrite(cpu: Cpu, phys: number, size: number, value: number): void {
-    this.log.add({ kind: 'mmio-write', vcpu: cpu.index, rip: cpu.rip, gpa: phys, size, value: value >>> 0, unhandled: true });
-  }
-
-  /** MSRs beyond the CPU's own: none yet (the local APIC and SVM MSRs come with the KVM model): #GP. */
-  rdmsr(): [number, number] | undefined {
-    return undefined;
-  }
-
-  wrmsr(): boolean {
-    return false;
-  }
-
-  msrAccessed(cpu: Cpu, msr: number, write: boolean, lo: number, hi: number, ok: boolean): void {
-    const value = (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
-    this.log.add({ kind: write ? 'msr-write' : 'msr-read', vcpu: cpu.index, rip: cpu.rip, msr, value, ok, host: false });
-  }
-
-  /**
-   * CPUID as this machine reports it (contracts/guest.md: leaf 1 EBX[31:24] = initial APIC ID,
-   * ECX.x2APIC, EDX.APIC; leaf 0xB EDX = x2APIC ID; SVM only with --nested on). Only features the
-   * CPU implements are advertised: no x87, no SSE.
-   */
-  cpuid(cpu: Cpu, leaf: number, subleaf: number): [number, number, number, number] {
-    const id = cpu.index;
-    const n = this.cpus.length;
-    const maxExt = this.options.nested ? 0x8000000a : 0x80000008;
-    switch (leaf) {
-      case 0:
-        return [0xd, 0x68747541, 0x444d4163, 0x69746e65]; // "AuthenticAMD"
-      case 1: {
-        const eax = 0x00a00f11; // family 19h
-        const ebx = ((id & 0xff) << 24) | (Math.min(n, 255) << 16) | (8 << 8);
-        const ecx = (1 << 21) | (1 << 31); // x2APIC, hypervisor
-        const edx = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 9) | (1 << 13) | (1 << 15) | (1 << 16); // PSE TSC MSR PAE APIC PGE CMOV PAT
-        return [eax, ebx, ecx, edx];
-      }
-      case 0xb: {
-        const shift = Math.max(0, Math.ceil(Math.log2(n)));
-        if (subleaf === 0) return [0, 1, 0x100, id];
-        if (subleaf === 1) return [shift, n, 0x201, id];
-        return [0, 0, subleaf & 0xff, id];
-      }
-      case 0x80000000:
-        return [maxExt, 0x68747541, 0x444d4163, 0x69746e65];
-      case 0x80000001: {
-        const ecx = 1 | (this.options.nested ? 1 << 2 : 0); // LAHF/SAHF in 64-bit mode; SVM
-        const edx = (1 << 11) | (1 << 20) | (1 << 26) | (1 << 27) | (1 << 29); // SYSCALL NX 1GB-pages RDTSCP LM
-        return [0x00a00f11, 0, ecx, edx];
-      }
-      case 0x80000008:
-        return [0x3030, 0, 0, 0]; // 48-bit physical and linear addresses
-      case 0x8000000a:
-        return this.options.nested ? [1, 8, 0, 0] : [0, 0, 0, 0];
-      default:
-        return [0, 0, 0, 0];
-    }
+  hwMsr(cpu: Cpu, msr: number, write: boolean, value: bigint): bigint | undefined {
+    return x2avicMsr(this.kvm.vcpus[cpu.index], msr, write, value);
   }
 
   exception(cpu: Cpu, vector: number, errorCode: number | undefined): void {
     this.log.add({ kind: 'exception', vcpu: cpu.index, rip: cpu.rip, vector, errorCode });
   }
 
+  /** Virtual time in steps (ns), including the instructions of a guest run in progress. */
+  now(): number {
+    const c = this.guestCpu;
+    return c === null ? this.steps : this.steps + (c.icount - this.guestStart);
+  }
+
   tsc(): bigint {
-    return BigInt(this.steps);
+    return BigInt(this.now());
   }
 
-  getCr8(): number {
-    return 0;
+  getCr8(cpu: Cpu): number {
+    return kvm_lapic_get_cr8(this.kvm.vcpus[cpu.index]);
   }
 
-  setCr8(): void {}
-
-  svm(): boolean {
-    return false;
-  }
-
-  /**
-   * kvm_emulate_hypercall (v6.3): -KVM_EPERM above CPL 0; KVM_HC_VAPIC_POLL_IRQ (1) returns 0; no
-   * PV feature is advertised in CPUID, so every other call returns -KVM_ENOSYS.
-   */
-  hypercall(cpu: Cpu): void {
-    const KVM_ENOSYS = 1000;
-    const KVM_EPERM = 1;
-    const KVM_HC_VAPIC_POLL_IRQ = 1;
-    const nr = cpu.r[0] === KVM_HC_VAPIC_POLL_IRQ && cpu.r[1] === 0;
-    const ret = cpu.cpl !== 0 ? -KVM_EPERM : nr ? 0 : -KVM_ENOSYS;
-    cpu.r[0] = ret;
-    cpu.r[1] = ret < 0 ? -1 : 0;
+  setCr8(cpu: Cpu, value: number): void {
+    kvm_lapic_set_cr8(this.kvm.vcpus[cpu.index], value);
   }
 
   /** The events so far (read-only view). */
@@ -286,3 +402,4 @@ function bytesToString(bytes: readonly number[]): string {
   for (let i = 0; i < bytes.length; i += 8192) s += String.fromCharCode(...bytes.slice(i, i + 8192));
   return s;
 }
+

@@ -34,11 +34,21 @@ describe('avic run (the built CLI)', () => {
     const r = avic(['run', join(ROOT, 'examples', 'hello.vasm'), '--vcpus', '2', '--json'], dir);
     assert.equal(r.status, 0, r.stderr);
     const j = JSON.parse(r.stdout);
-    assert.deepEqual(Object.keys(j), ['status', 'console', 'steps', 'vcpus', 'violations', 'stats']);
+    assert.deepEqual(Object.keys(j), ['status', 'console', 'steps', 'vcpus', 'vm', 'violations', 'stats']);
     assert.equal(j.status, 'done');
     assert.equal(j.console, 'hello from vCPU 0\nhello from vCPU 1\n');
     assert.equal(j.vcpus.length, 2);
-    assert.deepEqual(Object.keys(j.vcpus[0]), ['id', 'state', 'regs']);
+    assert.deepEqual(Object.keys(j.vcpus[0]), ['id', 'state', 'regs', 'apic', 'inhibits', 'srcuDepth', 'srcuReaders', 'requests', 'mode']);
+    assert.deepEqual(j.vcpus[0].apic, { mode: 'xapic', apicvActive: true });
+    assert.deepEqual([j.vcpus[0].srcuDepth, j.vcpus[0].srcuReaders, j.vcpus[0].mode], [0, 0, 'OUTSIDE_GUEST_MODE']);
+    assert.deepEqual(j.vm, {
+      kernel: 'v6.3', design: 'upstream', avic: true, x2avic: false, nested: false, apicvActivated: true, apicvInhibits: [],
+      apicAccessMemslot: { enabled: true, inhibited: false },
+      memslots: [
+        { id: 0, gpa: '0x0000000000000000', size: 64 * 1024 * 1024, private: false },
+        { id: 32765, gpa: '0x00000000fee00000', size: 4096, private: true },
+      ],
+    });
     assert.deepEqual(Object.keys(j.vcpus[0].regs), ['rax', 'rbx', 'rcx', 'rdx', 'rsi', 'rdi', 'rbp', 'rsp', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15', 'rip', 'rflags']);
     for (const v of Object.values(j.vcpus[1].regs)) assert.match(v as string, /^0x[0-9a-f]{16}$/);
     assert.equal(j.vcpus[1].regs.rdi, '0x0000000000000001');
@@ -104,8 +114,12 @@ describe('avic run (the built CLI)', () => {
     const r = avic(['run', 't.vasm', '--trace'], dir);
     assert.equal(r.status, 0);
     const lines = r.stderr.trimEnd().split('\n');
-    assert.match(lines[0], /^ +vcpu0-0 \[000\] +0\.000000: avic_sched: vcpu 0 rip 0x100000$/);
-    assert.match(lines[1], /^ +vcpu0-0 \[000\] +0\.00000\d: kvm_pio: pio_write at 0xe9 size 1 count 1 val 0x68$/);
+    assert.match(lines[0], /^ +CPU 0\/KVM-1000 \[000\] +0\.000000000: avic_sched: vcpu 0 rip 0x100000$/);
+    // the kernel's tracepoints, in the kernel's order: entry, the exit at the OUT, the port access
+    const entry = lines.findIndex((l) => /: kvm_entry: vcpu 0, rip 0x100000$/.test(l));
+    const exit = lines.findIndex((l) => /: kvm_exit: vcpu 0 reason SVM_EXIT_IOIO rip 0x100002 info1 0x0000000000e90010 /.test(l));
+    const pio = lines.findIndex((l) => /^ +CPU 0\/KVM-1000 \[000\] +0\.\d{9}: kvm_pio: pio_write at 0xe9 size 1 count 1 val 0x68$/.test(l));
+    assert.ok(entry >= 0 && exit > entry && pio > exit, lines.join('\n'));
     assert.ok(lines.some((l) => /kvm_pio: pio_write at 0xf4/.test(l)));
   });
 });

@@ -8,39 +8,40 @@
 
 import { AC, ARITH, DF as DF_FLAG, FIXED1, type FlagState, ID, IF, IOPL, materialize, NT, RF, TF } from './flags';
 import { DF, faultClass, GP, GuestFault, hasErrorCode, NP, PF, PFEC_FETCH, PFEC_PRESENT, PFEC_RSVD, PFEC_USER, PFEC_WRITE, SS } from './exceptions';
+import { type DeviceAccess, SVM_EXIT_IOIO, SVM_EXIT_NPF, SVM_EXIT_SHUTDOWN, type VmExit, VmExitSignal } from './vmexit';
 import type { PhysicalMemory } from '../memory';
 import type { Block, BlockCache } from './blocks';
 import { ONE_EACH, type Op } from './ops/op';
 import { CpuMsrs } from './ops/system';
 
-/** What a vCPU asks of the machine it sits in. */
+/**
+ * What a vCPU asks of the machine it sits in. Intercepted instructions (most MSRs, CPUID, HLT,
+ * VMMCALL, the SVM instructions) never come here: they throw a VmExitSignal (vmexit.ts).
+ */
 export interface CpuBus {
   readonly mem: PhysicalMemory;
   readonly blocks: BlockCache;
-  /** port I/O: `in` returns the value (all-ones for nothing there) */
-  ioIn(cpu: Cpu, port: number, size: number): number;
-  ioOut(cpu: Cpu, port: number, size: number, value: number): void;
-  /** a physical access outside RAM (LAPIC, APIC-access page, unhandled) */
-  mmioRead(cpu: Cpu, phys: number, size: number): number;
-  mmioWrite(cpu: Cpu, phys: number, size: number, value: number): void;
-  /** RDMSR: [lo, hi], or undefined for #GP(0) */
-  rdmsr(cpu: Cpu, msr: number): [number, number] | undefined;
-  /** WRMSR: false for #GP(0) */
-  wrmsr(cpu: Cpu, msr: number, lo: number, hi: number): boolean;
-  cpuid(cpu: Cpu, leaf: number, subleaf: number): [number, number, number, number];
   /** the machine's virtual time stamp counter */
   tsc(): bigint;
   /** CR8 is the local APIC's task priority (bits 7:4 of TPR) */
   getCr8(cpu: Cpu): number;
   setCr8(cpu: Cpu, value: number): void;
-  /** an SVM instruction with EFER.SVME set (RIP already past it); false: #UD */
-  svm(cpu: Cpu, name: string, address: number): boolean;
-  /** VMMCALL: the hypervisor's hypercall handler (RIP already past it) */
-  hypercall(cpu: Cpu): void;
-  /** a guest RDMSR/WRMSR happened (for the event log); ok = false: it raised #GP */
-  msrAccessed(cpu: Cpu, msr: number, write: boolean, lo: number, hi: number, ok: boolean): void;
   /** an exception or interrupt is about to be delivered through the IDT (for the event log) */
   exception(cpu: Cpu, vector: number, errorCode: number | undefined): void;
+  /**
+   * A guest-physical access outside RAM, answered now: by hardware (AVIC's backing page, with or
+   * without a trap) or by the host's device model. It records the VM exit it causes, if any,
+   * with `Cpu.postExit`.
+   */
+  mmioRead(cpu: Cpu, gpa: number, size: number): number;
+  mmioWrite(cpu: Cpu, gpa: number, size: number, value: number): void;
+  /** the value an IN gets (port I/O always exits; the CPU records the IOIO exit itself) */
+  pioIn(cpu: Cpu, port: number, size: number): number;
+  /**
+   * An MSR the CPU does not keep itself, when hardware completes the access without an intercept
+   * (x2AVIC's x2APIC MSRs): the value read (0n for a write); undefined when it is intercepted.
+   */
+  hwMsr(cpu: Cpu, msr: number, write: boolean, value: bigint): bigint | undefined;
 }
 
 /** What the CPU model offers the guest (CPUID and the reserved-bit checks follow it). */
@@ -57,12 +58,9 @@ export type EventKind = 'fault' | 'trap' | 'software' | 'external';
 
 /** Why `run` returned before its budget was spent. */
 export const STOP_NONE = 0;
-export const STOP_HALT = 1;
-export const STOP_DONE = 2;
-export const STOP_TRIPLE_FAULT = 3;
 export const STOP_BREAKPOINT = 4;
-/** the machine asked (a device access that needs the scheduler: host action, ...) */
-export const STOP_EXIT = 5;
+/** a #VMEXIT (also a shutdown): `vmexit` says what the guest did */
+export const STOP_VMEXIT = 5;
 
 const TLB_BITS = 10;
 const TLB_SIZE = 1 << TLB_BITS;
@@ -137,12 +135,21 @@ export class Cpu implements FlagState {
   /** interrupts are inhibited until icount reaches this (STI, MOV SS shadow) */
   shadowEnd = 0;
   stiShadow = false;
-  halted = false;
   stopReason = STOP_NONE;
   /** an instruction asks the runner to end the block after it (MMIO write, self-modifying code) */
   exitReq = 0;
-  /** set when `run` must look at pending events (interrupts) at the next block boundary */
+  /** set when `run` must look at pending events (interrupts, kicks) at the next block boundary */
   eventPending = false;
+  /** an interrupt waits for IF: setting IF sets `eventPending` */
+  irqWaiting = false;
+  /** NMIs are blocked (one is being handled) until the next IRET */
+  nmiBlocked = false;
+  /** the VM exit that stopped `run` (stopReason STOP_VMEXIT) */
+  vmexit: VmExit | null = null;
+  /** the address of the instruction that exited (-1 while no exit is pending) */
+  exitRip = -1;
+  /** where the guest goes on once the host has emulated an intercepted instruction (NRIP) */
+  exitNextRip = 0;
   /** resume from a breakpoint address without stopping on it again */
   skipBreakpoint = false;
 
@@ -191,6 +198,7 @@ export class Cpu implements FlagState {
   setRflags(v: number): void {
     this.lazy = 0;
     this.flags = (v & (ARITH | TF | IF | DF_FLAG | IOPL | NT | RF | AC | ID)) | FIXED1;
+    if (v & IF && this.irqWaiting) this.eventPending = true;
   }
 
   // ---- memory: fast paths through the TLB --------------------------------------------------------
@@ -340,7 +348,7 @@ export class Cpu implements FlagState {
     this.writePhys(this.translate(lo, hi, ACCESS_WRITE), size, v);
   }
 
-  /** A physical read: RAM, or the machine's MMIO dispatch (all-ones where nothing answers). */
+  /** A physical read: RAM, or outside RAM the bus (AVIC hardware or the host's device model). */
   readPhys(phys: number, size: number): number {
     if (phys + size <= this.ramSize) {
       switch (size) {
@@ -372,6 +380,51 @@ export class Cpu implements FlagState {
     }
     this.bus.mmioWrite(this, phys, size, v);
     this.exitReq = 1; // a device may have raised an interrupt: look at it before the next instruction
+  }
+
+  /**
+   * Records a VM exit that happens after the current instruction (a device access, an AVIC
+   * trap): the runner ends the block there and stops. The accesses of one instruction that
+   * exits for NPF are gathered in one exit.
+   */
+  postExit(e: VmExit): void {
+    const prev = this.vmexit;
+    if (prev !== null && prev.code === SVM_EXIT_NPF && e.code === SVM_EXIT_NPF) prev.accesses.push(...e.accesses);
+    else if (prev === null) this.vmexit = e;
+    this.stopReason = STOP_VMEXIT;
+    this.exitReq = 1;
+  }
+
+  /** A port access: always intercepted (KVM's I/O permission map is all ones). */
+  portIo(port: number, size: number, write: boolean, value: number): number {
+    const mask = size === 1 ? 0xff : size === 2 ? 0xffff : -1;
+    const v = ((write ? value : this.bus.pioIn(this, port, size)) & mask) >>> 0;
+    const access: DeviceAccess = { where: port, size, write, value: v };
+    this.postExit({ code: SVM_EXIT_IOIO, access });
+    return v;
+  }
+
+  /** Takes the exit that stopped `run` (the host handles it; the vCPU can run again). */
+  takeExit(): VmExit {
+    const e = this.vmexit;
+    if (e === null || this.stopReason !== STOP_VMEXIT) throw new Error(`vCPU ${this.index}: no VM exit to take`);
+    this.vmexit = null;
+    this.stopReason = STOP_NONE;
+    if (this.exitRip === -1) this.exitRip = this.rip; // posted outside an instruction (event delivery)
+    return e;
+  }
+
+  /** The host emulated the intercepted instruction: go on after it (kvm_skip_emulated_instruction). */
+  skipInstruction(): void {
+    this.rip = this.exitNextRip;
+    this.icount++;
+    this.clearInterruptShadow();
+  }
+
+  /** An emulated instruction ends any STI or MOV SS shadow. */
+  clearInterruptShadow(): void {
+    this.shadowEnd = this.icount;
+    this.stiShadow = false;
   }
 
   /**
@@ -592,7 +645,6 @@ export class Cpu implements FlagState {
     let f = this.flags & ~(TF | NT | RF);
     if (type === 0xe) f &= ~IF;
     this.flags = f;
-    this.halted = false;
   }
 
   /** A code selector's DPL, after checking it names a present 64-bit code segment in the GDT. */
@@ -608,9 +660,11 @@ export class Cpu implements FlagState {
     return (hiWord >>> 13) & 3;
   }
 
+  /** A fault while delivering #DF: shutdown, which SVM intercepts (KVM reports KVM_EXIT_SHUTDOWN). */
   tripleFault(): void {
     this.delivering = -1;
-    this.stopReason = STOP_TRIPLE_FAULT;
+    this.vmexit = null;
+    this.postExit({ code: SVM_EXIT_SHUTDOWN });
   }
 
   /** Can an external interrupt be taken now (IF set, no STI/MOV SS shadow)? */
@@ -621,17 +675,19 @@ export class Cpu implements FlagState {
   // ---- running ----------------------------------------------------------------------------------
 
   /**
-   * Runs up to `budget` instructions, stopping early at HLT, a done port write, a triple fault,
-   * a breakpoint (`breakpoints` of the block cache) or a device exit. Returns the number of
-   * instructions executed; `stopReason` says why it stopped early.
+   * Runs guest code for up to `budget` instructions, stopping early at a VM exit (`vmexit`) or a
+   * breakpoint (`breakpoints` of the block cache). Returns the number of instructions executed;
+   * `stopReason` says why it stopped early.
    */
   run(budget: number): number {
     let executed = 0;
+    this.exitRip = -1;
+    this.exitReq = 0;
     const blocks = this.bus.blocks;
     let block = this.last;
     while (executed < budget) {
-      if (this.stopReason !== STOP_NONE || this.halted || this.eventPending) {
-        if (this.stopReason !== STOP_NONE || this.halted) break;
+      if (this.stopReason !== STOP_NONE || this.eventPending) {
+        if (this.stopReason !== STOP_NONE) break;
         if (this.onEvents !== null && this.onEvents(this)) break;
         block = this.last;
       }
@@ -714,7 +770,7 @@ export class Cpu implements FlagState {
           done = exited ? counts[i] : counts[n - 1];
           // a loop that branches back to its own start runs again without a dispatch (as block chaining does)
           if (!exited || ops !== block.fused || this.rip !== block.start || this.exitReq !== 0 || this.stopReason !== STOP_NONE ||
-            this.halted || this.eventPending || !block.valid || block.breakpoint || this.stiShadow) break;
+            this.eventPending || !block.valid || block.breakpoint || this.stiShadow) break;
           if (budget - executed - done < block.ops.length) break;
           executed += done;
           this.icount += done;
@@ -722,6 +778,21 @@ export class Cpu implements FlagState {
           exited = false;
         }
       } catch (e) {
+        if (e instanceof VmExitSignal) {
+          // an intercepted instruction: it has not run; RIP stays at it, the host emulates it
+          this.rip = addrs[i];
+          done = i > 0 ? counts[i - 1] : 0;
+          this.icount += done;
+          executed += done;
+          this.exitReq = 0;
+          this.last = null;
+          this.prev = null;
+          this.vmexit = e.exit;
+          this.exitRip = this.rip;
+          this.exitNextRip = e.nextRip;
+          this.stopReason = STOP_VMEXIT;
+          break;
+        }
         if (!(e instanceof GuestFault)) throw e;
         // op i faulted at its first instruction: it counts as executed, RIP is its address
         this.rip = addrs[i];
@@ -739,6 +810,7 @@ export class Cpu implements FlagState {
       this.exitReq = 0;
       this.icount += done;
       executed += done;
+      if ((this.stopReason as number) === STOP_VMEXIT && this.exitRip === -1) this.exitRip = addrs[exited ? i : n - 1];
       if (exited) {
         if (this.stiShadow) {
           this.stiShadow = false;

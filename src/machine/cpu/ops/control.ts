@@ -1,7 +1,8 @@
 // Control transfer: jmp, jcc, call, ret, loop/loope/loopne, jrcxz/jecxz, int3/int n/int1, ud2,
 // iretq, hlt. Every op here sets RIP itself and ends its block.
 
-import { type Cpu, isCanonical, STOP_HALT } from '../cpu';
+import { type Cpu, isCanonical } from '../cpu';
+import { SVM_EXIT_HLT, VmExitSignal } from '../vmexit';
 import { BP, DB, GP, GuestFault, UD } from '../exceptions';
 import { condition, getZF } from '../flags';
 import type { Insn } from '../insn';
@@ -151,14 +152,13 @@ export function ud(): Compiled {
   });
 }
 
+const HLT_EXIT = { code: SVM_EXIT_HLT } as const;
+
 export function hlt(insn: Insn): Compiled {
   const next = insn.next;
   return ends((c) => {
     if (c.cpl !== 0) throw new GuestFault(GP, 0);
-    c.rip = next;
-    c.halted = true;
-    c.stopReason = STOP_HALT;
-    return 1;
+    throw new VmExitSignal(HLT_EXIT, next); // KVM always intercepts HLT (kvm_emulate_halt)
   });
 }
 
@@ -200,6 +200,11 @@ export function iret(insn: Insn): Compiled {
     r[8] = rspLo;
     r[9] = rspHi;
     c.rip = ripHi * TWO32 + (ripLo >>> 0);
+    if (c.nmiBlocked) {
+      // IRET ends NMI blocking (SDM vol. 3, 6.7.1): a pending NMI may now be taken
+      c.nmiBlocked = false;
+      c.eventPending = true;
+    }
     return 1;
   });
 }

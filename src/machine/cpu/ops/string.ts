@@ -1,9 +1,10 @@
 // String instructions: movs, stos, lods, cmps, scas (b/w/d/q) and ins, outs (b/w/d) with
-// rep/repe/repne, DF up or down, 64- or 32-bit address size. A rep instruction runs at most CHUNK iterations per step and
-// then re-executes itself (RIP unchanged), as hardware lets an interrupt in between iterations;
-// a fault leaves RCX/RSI/RDI at the faulting iteration.
+// rep/repe/repne, DF up or down, 64- or 32-bit address size. A rep instruction runs at most CHUNK
+// iterations per step and then re-executes itself (RIP unchanged), as hardware lets an interrupt
+// in between iterations; it also stops after an iteration that exits (port I/O, MMIO), with the
+// registers of the iterations done. A fault leaves RCX/RSI/RDI at the faulting iteration.
 
-import { type Cpu, STOP_DONE } from '../cpu';
+import { type Cpu, STOP_NONE } from '../cpu';
 import { GP, GuestFault } from '../exceptions';
 import { ARITH, DF, LAZY_SUB } from '../flags';
 import type { Insn } from '../insn';
@@ -68,12 +69,12 @@ export function stringOp(insn: Insn, kind: StringKind): Compiled {
           }
           case 'outs': {
             const v = read(c, size, siLo, siHi);
-            c.bus.ioOut(c, r[4] & 0xffff, size, v);
+            c.portIo(r[4] & 0xffff, size, true, v);
             advance(r, 12, step, useA32);
             break;
           }
           case 'ins': {
-            const v = c.bus.ioIn(c, r[4] & 0xffff, size);
+            const v = c.portIo(r[4] & 0xffff, size, false, 0);
             write(c, size, diLo, diHi, v, 0);
             advance(r, 14, step, useA32);
             break;
@@ -109,10 +110,6 @@ export function stringOp(insn: Insn, kind: StringKind): Compiled {
           c.lazyRhi = hi;
         }
         if (rep === 0) break;
-        if (c.stopReason === STOP_DONE) {
-          c.rip = self; // the done port stops the vCPU at this instruction
-          return 1;
-        }
         // count down RCX (ECX with a 32-bit address size)
         if (useA32) {
           r[2] = (r[2] - 1) | 0;
@@ -126,9 +123,15 @@ export function stringOp(insn: Insn, kind: StringKind): Compiled {
           const zf = (c.lazyRlo | c.lazyRhi) === 0;
           if ((rep === 1 && !zf) || (rep === 2 && zf)) break;
         }
+        if (c.stopReason !== STOP_NONE) {
+          // this iteration exits: the instruction goes on afterwards if iterations remain
+          const count = useA32 ? r[2] : r[2] | r[3];
+          c.rip = count === 0 ? next : self;
+          return 1;
+        }
       }
       if (rep !== 0 || io) {
-        c.rip = c.stopReason === STOP_DONE ? self : next;
+        c.rip = next;
         return 1;
       }
       return 0;

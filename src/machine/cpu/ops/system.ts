@@ -1,12 +1,16 @@
-// System instructions: in/out, rdmsr/wrmsr (the CPU's own MSRs here, the rest through the
-// machine), cpuid, rdtsc/rdtscp, lgdt/lidt/sgdt/sidt, mov to and from control, debug and segment
+// System instructions: in/out, rdmsr/wrmsr (MSRs SVM passes through run here; the rest exit to
+// the KVM model, which uses the CPU's own MSR state below for EFER, PAT, TSC, TSC_AUX), cpuid
+// (always an exit), rdtsc/rdtscp, lgdt/lidt/sgdt/sidt, mov to and from control, debug and segment
 // registers, pop sreg, popfq, cli/sti and the flag instructions, invlpg, wbinvd, swapgs,
 // syscall/sysret, the SVM instructions, the fences.
 
 import {
   CR0_CD, CR0_NW, CR0_PE, CR0_PG, CR0_WP, CR4_PAE, type Cpu, EFER_LMA, EFER_LME, EFER_NXE, EFER_SCE, EFER_SVME, isCanonical,
-  STOP_DONE, STOP_EXIT,
 } from '../cpu';
+import {
+  SVM_EXIT_CLGI, SVM_EXIT_CPUID, SVM_EXIT_INVLPGA, SVM_EXIT_MSR, SVM_EXIT_SKINIT, SVM_EXIT_STGI, SVM_EXIT_VMLOAD, SVM_EXIT_VMMCALL,
+  SVM_EXIT_VMRUN, SVM_EXIT_VMSAVE, type VmExit, VmExitSignal,
+} from '../vmexit';
 import { GP, GuestFault, NP, SS as SS_FAULT, UD } from '../exceptions';
 import { CF, DF, IF } from '../flags';
 import type { Insn } from '../insn';
@@ -36,27 +40,23 @@ export function portIo(insn: Insn, out: boolean): Compiled {
   const size = acc.kind === 'reg' ? acc.reg.size : 1;
   const portOp = out ? insn.ops[0] : insn.ops[1];
   const fixedPort = portOp.kind === 'imm' ? portOp.lo & 0xff : -1;
-  const self = insn.ip;
   const next = insn.next;
   return ends((c) => {
     if (c.cpl > ((c.flags >>> 12) & 3)) throw new GuestFault(GP, 0); // no TSS, so no I/O permission bitmap
     const port = fixedPort >= 0 ? fixedPort : c.r[4] & 0xffff;
     const r = c.r;
     if (out) {
-      const v = size === 1 ? r[0] & 0xff : size === 2 ? r[0] & 0xffff : r[0];
-      c.bus.ioOut(c, port, size, v);
-      // contracts/guest.md: a vCPU that wrote port 0xF4 is reported with RIP at the `out`
-      c.rip = c.stopReason === STOP_DONE ? self : next;
+      c.portIo(port, size, true, size === 1 ? r[0] & 0xff : size === 2 ? r[0] & 0xffff : r[0]);
     } else {
-      const v = c.bus.ioIn(c, port, size);
+      const v = c.portIo(port, size, false, 0);
       if (size === 1) r[0] = (r[0] & ~0xff) | (v & 0xff);
       else if (size === 2) r[0] = (r[0] & ~0xffff) | (v & 0xffff);
       else {
         r[0] = v;
         r[1] = 0;
       }
-      c.rip = next;
     }
+    c.rip = next;
     return 1;
   });
 }
@@ -78,7 +78,21 @@ export const MSR_GS_BASE = 0xc0000101;
 export const MSR_KERNEL_GS_BASE = 0xc0000102;
 export const MSR_TSC_AUX = 0xc0000103;
 
-/** MSRs the CPU keeps itself (the others belong to the machine: APIC, SVM, ...). */
+/**
+ * MSRs SVM lets the guest access without an exit: KVM clears their bits in the MSR permission
+ * map (svm.c :: direct_access_msrs @ v6.3). Every other RDMSR/WRMSR exits to KVM.
+ */
+export function msrPassthrough(msr: number): boolean {
+  switch (msr) {
+    case MSR_FS_BASE: case MSR_GS_BASE: case MSR_KERNEL_GS_BASE: case MSR_STAR: case MSR_LSTAR: case MSR_CSTAR:
+    case MSR_SFMASK: case MSR_SYSENTER_CS: case MSR_SYSENTER_ESP: case MSR_SYSENTER_EIP:
+      return true;
+    default:
+      return false;
+  }
+}
+
+/** MSR state the CPU keeps itself (the VMCB save area's, for the ones KVM handles). */
 export class CpuMsrs {
   star = [0, 0];
   lstar = 0;
@@ -92,7 +106,8 @@ export class CpuMsrs {
   tscOffset = 0n;
 }
 
-function readMsr(c: Cpu, msr: number): [number, number] | undefined {
+/** The CPU's own MSRs: [lo, hi], or undefined where it has none (the caller raises #GP or looks elsewhere). */
+export function hwReadMsr(c: Cpu, msr: number): [number, number] | undefined {
   const m = c.msrs;
   switch (msr) {
     case MSR_EFER: return [c.efer, 0];
@@ -112,12 +127,12 @@ function readMsr(c: Cpu, msr: number): [number, number] | undefined {
       const t = BigInt.asUintN(64, c.bus.tsc() + m.tscOffset);
       return [Number(t & 0xffffffffn) | 0, Number(t >> 32n) | 0];
     }
-    default: return c.bus.rdmsr(c, msr);
+    default: return undefined;
   }
 }
 
-/** false: #GP(0) */
-function writeMsr(c: Cpu, msr: number, lo: number, hi: number): boolean {
+/** Writes one of the CPU's own MSRs; false: #GP(0), undefined: the CPU has no such MSR. */
+export function hwWriteMsr(c: Cpu, msr: number, lo: number, hi: number): boolean | undefined {
   const m = c.msrs;
   const canonical = () => isCanonical(hi);
   switch (msr) {
@@ -156,7 +171,7 @@ function writeMsr(c: Cpu, msr: number, lo: number, hi: number): boolean {
       m.tscOffset = want - c.bus.tsc();
       return true;
     }
-    default: return c.bus.wrmsr(c, msr, lo, hi);
+    default: return undefined;
   }
 }
 
@@ -166,14 +181,23 @@ export function msrAccess(insn: Insn, write: boolean): Compiled {
     requireCpl0(c);
     const r = c.r;
     const msr = r[2] >>> 0;
+    if (!msrPassthrough(msr)) {
+      const value = write ? (BigInt(r[4] >>> 0) << 32n) | BigInt(r[0] >>> 0) : 0n;
+      const hw = c.bus.hwMsr(c, msr, write, value);
+      if (hw === undefined) throw new VmExitSignal({ code: SVM_EXIT_MSR, write, msr }, next);
+      if (!write) {
+        r[0] = Number(hw & 0xffffffffn) | 0;
+        r[1] = 0;
+        r[4] = Number(hw >> 32n) | 0;
+        r[5] = 0;
+      }
+      c.rip = next;
+      return 1;
+    }
     if (write) {
-      const ok = writeMsr(c, msr, r[0], r[4]);
-      c.bus.msrAccessed(c, msr, true, r[0], r[4], ok);
-      if (!ok) throw new GuestFault(GP, 0);
+      if (!hwWriteMsr(c, msr, r[0], r[4])) throw new GuestFault(GP, 0);
     } else {
-      const v = readMsr(c, msr);
-      c.bus.msrAccessed(c, msr, false, v?.[0] ?? 0, v?.[1] ?? 0, v !== undefined);
-      if (!v) throw new GuestFault(GP, 0);
+      const v = hwReadMsr(c, msr) as [number, number];
       r[0] = v[0];
       r[1] = 0;
       r[4] = v[1];
@@ -186,17 +210,13 @@ export function msrAccess(insn: Insn, write: boolean): Compiled {
 
 // ---- cpuid, time stamp counter ---------------------------------------------------------------------
 
+const CPUID_EXIT: VmExit = { code: SVM_EXIT_CPUID };
+
+/** CPUID: always intercepted under SVM (KVM's kvm_emulate_cpuid answers it). */
 export function cpuid(insn: Insn): Compiled {
   const next = insn.next;
-  return ends((c) => {
-    const r = c.r;
-    const [a, b, cc, d] = c.bus.cpuid(c, r[0] >>> 0, r[2] >>> 0);
-    r[0] = a | 0; r[1] = 0;
-    r[6] = b | 0; r[7] = 0;
-    r[2] = cc | 0; r[3] = 0;
-    r[4] = d | 0; r[5] = 0;
-    c.rip = next;
-    return 1;
+  return ends(() => {
+    throw new VmExitSignal(CPUID_EXIT, next);
   });
 }
 
@@ -475,6 +495,7 @@ export function flagOp(insn: Insn, kind: 'cli' | 'sti' | 'clc' | 'stc' | 'cmc' |
       else {
         if (!(c.flags & IF)) c.stiShadow = true; // the instruction after STI runs before any interrupt
         c.flags |= IF;
+        if (c.irqWaiting) c.eventPending = true;
       }
       c.rip = next;
       return 1;
@@ -568,27 +589,31 @@ export function sysret(insn: Insn): Compiled {
   });
 }
 
-/** vmrun, vmload, vmsave, stgi, clgi, invlpga, skinit: #UD without EFER.SVME; the machine runs them. */
+const SVM_EXITS: Readonly<Record<string, VmExit>> = {
+  vmrun: { code: SVM_EXIT_VMRUN }, vmload: { code: SVM_EXIT_VMLOAD }, vmsave: { code: SVM_EXIT_VMSAVE },
+  stgi: { code: SVM_EXIT_STGI }, clgi: { code: SVM_EXIT_CLGI }, invlpga: { code: SVM_EXIT_INVLPGA }, skinit: { code: SVM_EXIT_SKINIT },
+};
+
+/**
+ * vmrun, vmload, vmsave, stgi, clgi, invlpga, skinit: KVM intercepts them all and checks EFER.SVME
+ * and CPL itself (nested.c :: nested_svm_check_permissions), since the hardware EFER of a guest
+ * always has SVME set.
+ */
 export function svm(insn: Insn, name: string): Compiled {
   const next = insn.next;
-  const self = insn.ip;
-  return ends((c) => {
-    if (!(c.efer & EFER_SVME)) throw new GuestFault(UD, undefined);
-    requireCpl0(c);
-    c.rip = next;
-    if (!c.bus.svm(c, name, self)) throw new GuestFault(UD, undefined);
-    return 1;
+  const exit = SVM_EXITS[name];
+  return ends(() => {
+    throw new VmExitSignal(exit, next);
   });
 }
 
-/** vmmcall: a hypercall to the hypervisor (KVM's kvm_emulate_hypercall). */
+const VMMCALL_EXIT: VmExit = { code: SVM_EXIT_VMMCALL };
+
+/** vmmcall: a hypercall, always intercepted (KVM's kvm_emulate_hypercall). */
 export function vmmcall(insn: Insn): Compiled {
   const next = insn.next;
-  return ends((c) => {
-    c.rip = next;
-    c.bus.hypercall(c);
-    if (c.stopReason === STOP_EXIT) return 1;
-    return 1;
+  return ends(() => {
+    throw new VmExitSignal(VMMCALL_EXIT, next);
   });
 }
 

@@ -1,0 +1,129 @@
+// Host tasks: kernel code paths as interleavable steps. A task is a generator; every `yield` is a
+// point where the kernel could be preempted or block (lock acquire/release, SRCU read lock/unlock,
+// synchronize_srcu, request make/check, kick, block), and costs one scheduler step. A task that
+// waits yields a condition and is not scheduled until it holds. A vCPU task yields `guest` to
+// run guest code and is resumed with the VM exit. Each task keeps the kernel call stack that the
+// debugger shows above the guest frames, and emits the events of the code it runs.
+
+import type { VmExit } from '../cpu/vmexit';
+import type { NewEvent } from '../events';
+
+/** Why a task waits: `halt` is a vCPU in kvm_vcpu_halt (the run may end `halted`); anything else is a kernel wait. */
+export type WaitKind = 'halt' | 'lock' | 'srcu' | 'ack' | 'userspace';
+
+/** What a task gives the scheduler at each preemption point. */
+export type Yield =
+  | { readonly kind: 'step' }
+  | { readonly kind: 'wait'; readonly until: () => boolean; readonly what: string; readonly why: WaitKind; readonly holders: () => readonly Task[] }
+  | { readonly kind: 'guest' };
+
+/** Host code: a generator over preemption points, resumed with a VmExit after `guest`. */
+export type HostCode<T = void> = Generator<Yield, T, VmExit | undefined>;
+
+export type TaskState = 'runnable' | 'waiting' | 'guest' | 'finished';
+
+/** An event as host code emits it: the task fills in the vCPU, the guest RIP and the host stack. */
+export type HostEvent = NewEvent extends infer E ? (E extends unknown ? Omit<E, 'vcpu' | 'rip' | 'hostStack'> : never) : never;
+
+const STEP: Yield = Object.freeze({ kind: 'step' });
+const GUEST: Yield = Object.freeze({ kind: 'guest' });
+
+export class Task {
+  /** innermost last (the order it grows in); hostStack() gives innermost first */
+  readonly stack: string[] = [];
+  /** what the task yielded last (the scheduler acts on it) */
+  pending: Yield | null = null;
+  /** the exit the task is resumed with after `guest` */
+  resume: VmExit | undefined;
+  finished = false;
+  /**
+   * The APICv transition the code running now applies (contracts/kvm-model.md, memslot-double-toggle):
+   * set where a transition starts or a request that carries one is consumed.
+   */
+  transition: number | null = null;
+  private gen: HostCode | undefined;
+
+  constructor(
+    readonly id: number,
+    readonly name: string,
+    /** the vCPU this task belongs to, or null (a VM ioctl, a debugger action) */
+    readonly vcpu: number | null,
+    private readonly sink: (t: Task, e: HostEvent) => void,
+  ) {}
+
+  start(body: HostCode): void {
+    this.gen = body;
+    this.pending = STEP;
+    this.finished = false;
+  }
+
+  get state(): TaskState {
+    if (this.finished || !this.gen) return 'finished';
+    if (this.pending?.kind === 'guest') return 'guest';
+    if (this.pending?.kind === 'wait' && !this.pending.until()) return 'waiting';
+    return 'runnable';
+  }
+
+  /** Runs the task to its next preemption point (one scheduler step). */
+  step(): void {
+    if (!this.gen || this.finished) return;
+    const exit = this.resume;
+    this.resume = undefined;
+    const r = this.gen.next(exit);
+    if (r.done) {
+      this.finished = true;
+      this.pending = null;
+    } else this.pending = r.value;
+  }
+
+  /** Kernel function names, innermost first, as stack traces and events show them. */
+  hostStack(): string[] {
+    return [...this.stack].reverse();
+  }
+
+  emit(e: HostEvent): void {
+    this.sink(this, e);
+  }
+}
+
+/** One preemption point. */
+export function* preempt(): HostCode {
+  yield STEP;
+}
+
+/** Waits (without using steps) until `until()` holds; `holders` name who could release it, for deadlock reports. */
+export function* waitUntil(until: () => boolean, what: string, why: WaitKind, holders: () => readonly Task[] = () => []): HostCode {
+  if (until()) return;
+  yield { kind: 'wait', until, what, why, holders };
+}
+
+/** Runs guest code until the next VM exit. */
+export function* runGuest(): HostCode<VmExit> {
+  const exit = yield GUEST;
+  if (!exit) throw new Error('a vCPU task resumed from guest mode without a VM exit');
+  return exit;
+}
+
+/**
+ * Enters a kernel function: its name is on the task's host stack while `body` runs. Kernel
+ * functions are written `function* name(t, ...) { return yield* kfn(t, 'name', function* () {...}) }`.
+ */
+export function* kfn<T>(t: Task, name: string, body: () => HostCode<T>): HostCode<T> {
+  t.stack.push(name);
+  try {
+    return yield* body();
+  } finally {
+    t.stack.pop();
+  }
+}
+
+/** Runs `body` with `t.transition` set to `transition`, restoring it afterwards. */
+export function* withTransition<T>(t: Task, transition: number | null, body: () => HostCode<T>): HostCode<T> {
+  const saved = t.transition;
+  t.transition = transition;
+  try {
+    return yield* body();
+  } finally {
+    t.transition = saved;
+  }
+}
