@@ -19,6 +19,7 @@ import { svm_guest_events, svm_mmio_read, svm_mmio_write, svm_x86_ops } from './
 import { VcpuSvm } from './kvm/svm/svm_h';
 import { type HostEvent, Task } from './kvm/task';
 import { type HostActionSpec, USERSPACE_PORTS, Vmm } from './kvm/userspace';
+import { kvm_vcpu_kick_irq } from './kvm/kvm_main';
 import { kvm_arch_vcpu_runnable } from './kvm/x86';
 import { DEFAULT_LOAD_ADDRESS, loadImage, resetCpu } from './loader';
 import { PhysicalMemory } from './memory';
@@ -318,22 +319,13 @@ export class Machine implements CpuBus {
     for (const v of this.kvm.vcpus) {
       const target = v.apic.lapic_timer.target;
       if (target >= 0 && target <= this.steps && !this.vcpuDone[v.vcpu_id]) {
-        apic_timer_fn(v.task, v, (t, target) => this.timerKick(t, target));
+        // the hrtimer interrupt arrives on the vCPU's own pCPU: in guest mode, a #VMEXIT
+        if (v.irqsDisabled) {
+          v.ipiPending = true;
+          v.cpu.eventPending = true;
+        }
+        apic_timer_fn(v.task, v, kvm_vcpu_kick_irq);
       }
-    }
-  }
-
-  /** kvm_vcpu_kick from the hrtimer (interrupt context): wake, or IPI a vCPU in guest mode */
-  private timerKick(t: Task, v: KvmVcpu): void {
-    if (v.blocking) {
-      v.woken = true;
-      t.emit({ kind: 'wakeup', target: v.vcpu_id });
-      return;
-    }
-    if (v.mode === 1) {
-      v.mode = 2;
-      v.ipiPending = true;
-      v.cpu.eventPending = true;
     }
   }
 

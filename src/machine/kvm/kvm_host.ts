@@ -182,6 +182,8 @@ export class KvmArch {
   apic_access_memslot_inhibit_transition: number | null = null;
   /** kvm_recalculate_apic_map's result is derived on demand (lapic.ts); this records that it must be rebuilt */
   apic_map_dirty = true;
+  /** serializes kvm_recalculate_apic_map */
+  readonly apic_map_lock = new Mutex('apic_map_lock');
   /** KVM_CAP_X2APIC_API enabled (as QEMU does): 32-bit x2APIC IDs, aliased xAPIC IDs ignored */
   readonly x2apic_format = true;
 }

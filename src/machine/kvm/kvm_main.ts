@@ -17,10 +17,15 @@ export function kvm_vcpu_wake_up(t: Task, vcpu: KvmVcpu): boolean {
   return true;
 }
 
-/** Sends the reschedule/call-function IPI to the pCPU a vCPU is loaded on. */
+/**
+ * Sends the reschedule/call-function IPI to the pCPU a vCPU is loaded on. A pCPU with IRQs
+ * enabled takes it at once; in vcpu_enter_guest's IRQs-off window (and in guest mode, where it
+ * forces a #VMEXIT) it stays pending until local_irq_enable.
+ */
 function sendIpi(vcpu: KvmVcpu): void {
+  if (!vcpu.irqsDisabled) return;
   vcpu.ipiPending = true;
-  vcpu.cpu.eventPending = true; // in guest mode the IPI forces a #VMEXIT
+  vcpu.cpu.eventPending = true;
 }
 
 /** vcpu->cpu != -1 and not this pCPU: the vCPU is loaded elsewhere (a task is one pCPU) */
@@ -35,13 +40,18 @@ function loadedElsewhere(t: Task, vcpu: KvmVcpu): boolean {
 export function* kvm_vcpu_kick(t: Task, vcpu: KvmVcpu): HostCode {
   yield* kfn(t, 'kvm_vcpu_kick', function* () {
     yield* preempt();
-    if (kvm_vcpu_wake_up(t, vcpu)) return;
-    // kvm_arch_vcpu_should_kick: cmpxchg(IN_GUEST_MODE -> EXITING_GUEST_MODE)
-    const ipi = vcpu.mode === IN_GUEST_MODE && loadedElsewhere(t, vcpu);
-    if (vcpu.mode === IN_GUEST_MODE) vcpu.mode = EXITING_GUEST_MODE;
-    if (ipi) sendIpi(vcpu);
-    t.emit({ kind: 'kick', target: vcpu.vcpu_id, ipi });
+    kvm_vcpu_kick_irq(t, vcpu);
   });
+}
+
+/** The body of kvm_vcpu_kick, as interrupt context (the APIC timer's hrtimer) runs it: no preemption point. */
+export function kvm_vcpu_kick_irq(t: Task, vcpu: KvmVcpu): void {
+  if (kvm_vcpu_wake_up(t, vcpu)) return;
+  // kvm_arch_vcpu_should_kick: cmpxchg(IN_GUEST_MODE -> EXITING_GUEST_MODE)
+  const ipi = vcpu.mode === IN_GUEST_MODE && loadedElsewhere(t, vcpu);
+  if (vcpu.mode === IN_GUEST_MODE) vcpu.mode = EXITING_GUEST_MODE;
+  if (ipi) sendIpi(vcpu);
+  t.emit({ kind: 'kick', target: vcpu.vcpu_id, ipi });
 }
 
 /**

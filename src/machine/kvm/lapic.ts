@@ -28,7 +28,7 @@ import {
   apic_clear_vector, apic_find_highest_irr, apic_find_highest_isr, apic_set_vector, apic_test_vector, KVM_APIC_INIT, KVM_APIC_SIPI,
   kvm_apic_sw_enabled, type KvmLapic,
 } from './lapic_h';
-import { mutex_lock, mutex_unlock, Mutex } from './locks';
+import { mutex_lock, mutex_unlock } from './locks';
 import { type HostCode, kfn, preempt, type Task, withTransition } from './task';
 
 /** KVM's minimum period of a periodic APIC timer (lapic.c :: min_timer_period_us, 200 us) */
@@ -643,7 +643,6 @@ export function* kvm_x2apic_msr_write(t: Task, vcpu: KvmVcpu, msr: number, data:
       yield* kvm_apic_send_ipi(t, vcpu, low, hi);
       vcpu.apic.setReg(APIC_ICR2, hi);
       vcpu.apic.setReg(APIC_ICR, low);
-      yield* kvm_recalculate_apic_map(t, vcpu.kvm);
       return false;
     }
     if (hi !== 0) return true;
@@ -734,14 +733,6 @@ export function apicBaseError(vcpu: KvmVcpu, value: bigint, hostInitiated: boole
 
 // ---- the APIC map and its inhibits ------------------------------------------------------------------------
 
-/** kvm->arch.apic_map_lock */
-const apicMapLocks = new WeakMap<Kvm, Mutex>();
-function apic_map_lock(kvm: Kvm): Mutex {
-  let m = apicMapLocks.get(kvm);
-  if (!m) apicMapLocks.set(kvm, (m = new Mutex('apic_map_lock')));
-  return m;
-}
-
 /** What kvm_recalculate_apic_map decides about aliasing (lapic.c @ v6.3). */
 export function apicMapAliasing(kvm: Kvm): { physicalAliased: boolean; logicalAliased: boolean; xapicIdMismatch: boolean } {
   let xapicIdMismatch = false;
@@ -793,7 +784,7 @@ export function apicMapAliasing(kvm: Kvm): { physicalAliased: boolean; logicalAl
 export function* kvm_recalculate_apic_map(t: Task, kvm: Kvm): HostCode {
   if (!kvm.arch.apic_map_dirty) return;
   yield* kfn(t, 'kvm_recalculate_apic_map', function* () {
-    const lock = apic_map_lock(kvm);
+    const lock = kvm.arch.apic_map_lock;
     yield* mutex_lock(t, lock);
     if (!kvm.arch.apic_map_dirty) {
       yield* mutex_unlock(t, lock);

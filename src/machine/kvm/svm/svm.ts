@@ -12,7 +12,8 @@ import {
   SVM_EXIT_STGI, SVM_EXIT_VINTR, SVM_EXIT_VMLOAD, SVM_EXIT_VMMCALL, SVM_EXIT_VMRUN, SVM_EXIT_VMSAVE, type VmExit,
 } from '../../cpu/vmexit';
 import { apicAccessPageMapped, kvm_set_or_clear_apicv_inhibit } from '../apicv';
-import { APIC_DEFAULT_PHYS_BASE } from '../apicdef';
+import { APIC_DEFAULT_PHYS_BASE, APIC_IRR } from '../apicdef';
+import { apic_set_vector } from '../lapic_h';
 import {
   APICV_INHIBIT_REASON_ABSENT, APICV_INHIBIT_REASON_APIC_BASE_MODIFIED, APICV_INHIBIT_REASON_APIC_ID_MODIFIED,
   APICV_INHIBIT_REASON_BLOCKIRQ, APICV_INHIBIT_REASON_DISABLE, APICV_INHIBIT_REASON_HYPERV, APICV_INHIBIT_REASON_IRQWIN,
@@ -356,7 +357,7 @@ export function svm_x86_ops(x2avic: boolean, x2apicListed: boolean): KvmX86Ops {
     set_virtual_apic_mode: () => {},
     deliver_interrupt: function* (t, vcpu, _mode, _trig, vector) {
       yield* kfn(t, 'svm_deliver_interrupt', function* () {
-        vcpu.apic.setReg(0x200 + ((vector >>> 5) << 4), vcpu.apic.getReg(0x200 + ((vector >>> 5) << 4)) | (1 << (vector & 31)));
+        apic_set_vector(vector, vcpu.apic, APIC_IRR); // kvm_lapic_set_irr
         yield* svm_complete_interrupt_delivery(t, vcpu);
       });
     },
