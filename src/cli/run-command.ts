@@ -111,7 +111,7 @@ export function runCommand(argv: readonly string[], out: (s: string) => void, er
     if (result.console.length > 0 && !result.console.endsWith('\n')) out('');
     out(summary(result, (Date.now() - started) / 1000));
   }
-  return status === 'done' && result.violations.length === 0 ? 0 : 2;
+  return status === 'error' ? 1 : status === 'done' && result.violations.length === 0 ? 0 : 2;
 }
 
 function summary(r: RunResult, seconds: number): string {

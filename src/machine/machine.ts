@@ -54,7 +54,8 @@ export const DEFAULT_OPTIONS: MachineOptions = {
 
 export type VcpuState = 'running' | 'halted' | 'blocked' | 'done' | 'triple-fault';
 
-export type RunStatus = 'done' | 'step-limit' | 'halted' | 'triple-fault' | 'violation';
+/** `error`: the guest did something the model cannot run (machine.errors says what) */
+export type RunStatus = 'done' | 'step-limit' | 'halted' | 'triple-fault' | 'violation' | 'error';
 
 /** Why a run call returned. */
 export type StopReason =
@@ -84,8 +85,10 @@ export class Machine implements CpuBus {
   private readonly vmmTask: Task;
   private nextTrigger = 0;
   private readonly triggerSteps: number[];
-  /** a vCPU ended for a reason the model cannot run past (an internal error of KVM_RUN) */
+  /** what went wrong that is not a guest-visible end: a host action that failed, a guest the model cannot run */
   readonly errors: string[] = [];
+  /** a vCPU did something the model cannot run past (KVM_EXIT_INTERNAL_ERROR): the run ends `error` */
+  private unsupported = false;
 
   constructor(readonly options: MachineOptions, image: Uint8Array, loadAddress = DEFAULT_LOAD_ADDRESS, imageEnd?: number) {
     const n = options.vcpus;
@@ -118,9 +121,9 @@ export class Machine implements CpuBus {
       shutdown: (v) => {
         this.shutdownVcpu ??= v.vcpu_id;
       },
-      internalError: (v, message) => {
+      internalError: (_v, message) => {
         this.errors.push(message);
-        this.shutdownVcpu ??= v.vcpu_id;
+        this.unsupported = true;
       },
       actionFailed: (q) => this.errors.push(q.error ?? `host action ${q.spec.text} failed`),
     });
@@ -186,7 +189,7 @@ export class Machine implements CpuBus {
       if (task.pending.why === 'halt' && !task.pending.until()) return 'halted';
       if (!task.pending.until()) return 'blocked';
     }
-    if (!vcpu.inKvmRun && task.state !== 'finished' && task.stack.length > 0) return 'blocked';
+    if (task.state === 'finished' || (!vcpu.inKvmRun && task.stack.length > 0)) return 'blocked';
     return 'running';
   }
 
@@ -202,6 +205,7 @@ export class Machine implements CpuBus {
 
   /** The run's status if it has ended (contracts/run-json.md's order: violation, triple-fault, step-limit, halted, done). */
   endStatus(): RunStatus | undefined {
+    if (this.unsupported) return 'error';
     if (this.checkers.violations.length > 0 && !this.options.keepGoing) return 'violation';
     if (this.shutdownVcpu !== null) return 'triple-fault';
     if (this.vcpuDone.every((d) => d)) return 'done';

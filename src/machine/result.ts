@@ -13,7 +13,7 @@ const REG_INDEX: Readonly<Record<(typeof REG_ORDER)[number], number>> = {
   rax: 0, rcx: 1, rdx: 2, rbx: 3, rsp: 4, rbp: 5, rsi: 6, rdi: 7, r8: 8, r9: 9, r10: 10, r11: 11, r12: 12, r13: 13, r14: 14, r15: 15,
 };
 
-export type Status = RunStatus | 'error';
+export type Status = RunStatus;
 
 export interface VcpuResult {
   readonly id: number;
@@ -60,6 +60,7 @@ function vcpuInhibits(v: KvmVcpu): string[] {
 }
 
 export function runResult(m: Machine, status: RunStatus): RunResult {
+  const errors = status === 'error' ? { errors: [...m.errors] } : {};
   const kvm = m.kvm;
   const vcpus = kvm.vcpus.map((v, id) => {
     const cpu = v.cpu;
@@ -86,7 +87,7 @@ export function runResult(m: Machine, status: RunStatus): RunResult {
     apicAccessMemslot: { enabled: kvm.arch.apic_access_memslot_enabled, inhibited: kvm.arch.apic_access_memslot_inhibited },
     memslots: [...kvm.memslots.values()].sort((a, b) => a.id - b.id).map((s) => ({ id: s.id, gpa: hex64(BigInt(s.gpa)), size: s.size, private: s.private })),
   };
-  return { status, console: m.console, steps: m.steps, vcpus, vm, violations: m.violations, stats: { instructions: m.instructions, events } };
+  return { status, ...errors, console: m.console, steps: m.steps, vcpus, vm, violations: m.violations, stats: { instructions: m.instructions, events } };
 }
 
 export function errorResult(errors: string[]): RunResult {

@@ -122,4 +122,45 @@ describe('avic run (the built CLI)', () => {
     assert.ok(entry >= 0 && exit > entry && pio > exit, lines.join('\n'));
     assert.ok(lines.some((l) => /kvm_pio: pio_write at 0xf4/.test(l)));
   });
+
+  it('--list-designs prints the seven designs with a summary each', () => {
+    const r = avic(['run', '--list-designs'], dir);
+    assert.equal(r.status, 0);
+    const names = r.stdout.trimEnd().split('\n').map((l) => l.split(/\s+/)[0]);
+    assert.deepEqual(names, ['upstream', 'v3', 'pre-fix', 'srcu-drop-in-inhibit', 'toggle-in-update', 'nested-direct-update', 'drop-in-update-direct']);
+    assert.match(r.stdout, /^upstream +Linux v6\.3/m);
+  });
+
+  it('a violation: exit 2, status "violation" with kind, vCPU, event and host stack; --keep-going runs on', () => {
+    const example = join(ROOT, 'examples', 'apicv-update-all-vcpus.vasm');
+    const r = avic(['run', example, '--design', 'toggle-in-update', '--json'], dir);
+    assert.equal(r.status, 2);
+    const j = JSON.parse(r.stdout);
+    assert.equal(j.status, 'violation');
+    assert.deepEqual(Object.keys(j.violations[0]), ['kind', 'vcpu', 'seq', 'message', 'hostStack']);
+    assert.equal(j.violations[0].kind, 'memslot-double-toggle');
+    assert.deepEqual(j.violations[0].hostStack.slice(0, 2), ['__x86_set_memory_region', 'kvm_vcpu_update_apicv']);
+    assert.equal(j.violations[0].hostStack.at(-1), 'kvm_vcpu_ioctl');
+    const k = avic(['run', example, '--design', 'toggle-in-update', '--keep-going', '--json'], dir);
+    assert.equal(k.status, 2, 'done, but with violations recorded');
+    assert.equal(JSON.parse(k.stdout).status, 'done');
+    const text = avic(['run', example, '--design', 'toggle-in-update'], dir);
+    assert.match(text.stdout, /avic: violation memslot-double-toggle \(vCPU \d, event \d+\): .*\n  host stack: __x86_set_memory_region <- kvm_vcpu_update_apicv <- vcpu_enter_guest/);
+  });
+
+  it('KVM options are checked and named in the message', () => {
+    const example = join(ROOT, 'examples', 'hello.vasm');
+    for (const [args, msg] of [
+      [['--design', 'nope'], /--design nope: expected one of upstream, v3, /],
+      [['--avic', 'yes'], /--avic yes: expected on or off/],
+      [['--host-action', 'out=1:frob=1'], /unknown action 'frob'/],
+      [['--host-action', 'now:msi=1/2'], /expected TRIGGER:ACTION=ARG\[:VCPU\]/],
+      [['--host-action', 'out=300:msi=1/2'], /out=300 is not a byte value/],
+      [['--vcpus', '256'], /at most 255 vCPUs/],
+    ] as const) {
+      const r = avic(['run', example, ...args], dir);
+      assert.equal(r.status, 1, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, msg);
+    }
+  });
 });

@@ -119,3 +119,36 @@ count:  dd 0`;
     assert.throws(() => machineFor(prog, { vcpus: 256 }), /--vcpus 256: AVIC without x2AVIC \(--avic on --x2avic off\) allows at most 255 vCPUs/);
   });
 });
+
+describe('INIT and SIPI', () => {
+  const prog = (icr: string) => `
+        bits 64
+        default rel
+_start: mov     rbx, 0xfee00000
+        mov     dword [rbx + 0xf0], 0x1ff
+        test    edi, edi
+        jnz     .ap
+.wait:  cmp     dword [count], 100                     ; the BSP: let the AP run a little
+        jb      .wait
+        mov     dword [rbx + 0x310], 1 << 24
+        mov     dword [rbx + 0x300], ${icr}
+        out     0xf4, al
+.ap:    lock inc dword [count]
+        jmp     .ap
+        section .data
+count:  dd 0`;
+
+  it('INIT to an AP stops it in KVM_MP_STATE_INIT_RECEIVED, waiting for a SIPI', () => {
+    const r = run(prog('0x4500'), { vcpus: 2 });
+    assert.equal(r.result.status, 'halted');
+    assert.deepEqual(r.result.vcpus.map((v) => v.state), ['done', 'halted']);
+    assert.ok(r.machine.events.some((e) => e.kind === 'irq-accept' && e.deliveryMode === 5 && e.apicId === 1));
+  });
+
+  it('a SIPI would start the AP in real mode: the run ends with an error that says so', () => {
+    const r = run(prog('0x4500\n        mov dword [rbx + 0x300], 0x4608'), { vcpus: 2 });
+    assert.equal(r.result.status, 'error');
+    assert.equal(r.result.vcpus[1].state, 'blocked');
+    assert.match(r.result.errors![0], /vCPU 1 received INIT and SIPI \(vector 0x8\): it would start at 0x8000 in real mode, which this CPU model does not run/);
+  });
+});

@@ -821,15 +821,20 @@ export function* kvm_apic_set_state_id(t: Task, vcpu: KvmVcpu, id: number): Host
   });
 }
 
-/** kvm_apic_accept_events: INIT resets the APIC (an AP then waits for SIPI); SIPI is reported. */
-export function* kvm_apic_accept_events(t: Task, vcpu: KvmVcpu): HostCode<'sipi' | undefined> {
+/**
+ * kvm_apic_accept_events (lapic.c @ v6.3): INIT resets the vCPU (kvm_vcpu_reset with init_event):
+ * an AP then waits for SIPI (KVM_MP_STATE_INIT_RECEIVED), the BSP runs on in real mode; a SIPI
+ * starts an AP in real mode. Real mode is beyond this CPU model: both are reported to the caller.
+ */
+export function* kvm_apic_accept_events(t: Task, vcpu: KvmVcpu): HostCode<'sipi' | 'bsp-init' | undefined> {
   const apic = vcpu.apic;
   if (!apic.pending_events) return undefined;
   return yield* kfn(t, 'kvm_apic_accept_events', function* () {
     yield* preempt();
     if (apic.pending_events & KVM_APIC_INIT) {
       apic.pending_events &= ~KVM_APIC_INIT;
-      vcpu.mp_state = vcpu.vcpu_id === 0 ? 'KVM_MP_STATE_RUNNABLE' : 'KVM_MP_STATE_INIT_RECEIVED';
+      if (vcpu.vcpu_id === 0) return 'bsp-init' as const;
+      vcpu.mp_state = 'KVM_MP_STATE_INIT_RECEIVED';
     }
     if (apic.pending_events & KVM_APIC_SIPI) {
       apic.pending_events &= ~KVM_APIC_SIPI;

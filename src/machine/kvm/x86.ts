@@ -163,17 +163,18 @@ function* vcpu_block(t: Task, vcpu: KvmVcpu): HostCode<number> {
       yield* kvm_vcpu_srcu_read_lock(t, vcpu);
       if (!kvm_arch_vcpu_runnable(vcpu)) return 1;
     }
-    if ((yield* kvm_apic_accept_events(t, vcpu)) === 'sipi') return sipiUnsupported(vcpu);
+    const accepted = yield* kvm_apic_accept_events(t, vcpu);
+    if (accepted) return realModeUnsupported(vcpu, accepted);
     if (vcpu.mp_state === 'KVM_MP_STATE_HALTED') vcpu.mp_state = 'KVM_MP_STATE_RUNNABLE';
     return 1;
   });
 }
 
-function sipiUnsupported(vcpu: KvmVcpu): number {
-  setRunExit(vcpu, {
-    reason: 'KVM_EXIT_INTERNAL_ERROR',
-    message: `vCPU ${vcpu.vcpu_id} received INIT and SIPI (vector 0x${vcpu.apic.sipi_vector.toString(16)}): it would start in real mode, which this CPU model does not run`,
-  });
+function realModeUnsupported(vcpu: KvmVcpu, what: 'sipi' | 'bsp-init'): number {
+  const why = what === 'sipi'
+    ? `received INIT and SIPI (vector 0x${vcpu.apic.sipi_vector.toString(16)}): it would start at 0x${(vcpu.apic.sipi_vector << 12).toString(16)} in real mode`
+    : 'received INIT: the BSP would go on from the reset vector in real mode';
+  setRunExit(vcpu, { reason: 'KVM_EXIT_INTERNAL_ERROR', message: `vCPU ${vcpu.vcpu_id} ${why}, which this CPU model does not run` });
   return 0;
 }
 
@@ -212,7 +213,7 @@ function* vcpu_enter_guest(t: Task, vcpu: KvmVcpu): HostCode<number> {
     }
     if (yield* kvm_check_request(t, KVM_REQ_EVENT, vcpu)) {
       const accepted = yield* kvm_apic_accept_events(t, vcpu);
-      if (accepted === 'sipi') return sipiUnsupported(vcpu);
+      if (accepted) return realModeUnsupported(vcpu, accepted);
       if (vcpu.mp_state === 'KVM_MP_STATE_INIT_RECEIVED') return 1;
       yield* kvm_check_and_inject_events(t, vcpu);
     }
