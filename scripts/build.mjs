@@ -1,5 +1,5 @@
-// Builds the three bundles with esbuild: the Node extension host, the browser (web worker)
-// extension host, and the `avic` CLI. iced-x86's WASM is embedded in each bundle (its glue reads
+// Builds the bundles with esbuild: the Node extension host, the browser (web worker) extension
+// host, the `avic` CLI, and the stand-alone debug adapter (dist/dap.js). iced-x86's WASM is embedded in each bundle (its glue reads
 // the .wasm from disk and requires Node's `util`, neither of which works in a browser or from a
 // single-file bundle).
 import * as esbuild from 'esbuild';
@@ -42,6 +42,7 @@ await Promise.all([
   esbuild.build({ ...common, entryPoints: ['src/extension/extension.ts'], platform: 'node', target: 'node20', outfile: 'dist/extension.js' }),
   esbuild.build({ ...common, entryPoints: ['src/extension/web-extension.ts'], platform: 'browser', target: 'es2022', outfile: 'dist/web/extension.js' }),
   esbuild.build({ ...common, entryPoints: ['src/cli/main.ts'], platform: 'node', target: 'node20', outfile: 'dist/cli.js' }),
+  esbuild.build({ ...common, entryPoints: ['src/cli/dap-main.ts'], platform: 'node', target: 'node20', outfile: 'dist/dap.js' }),
 ]);
 chmodSync('dist/cli.js', 0o755);
-console.log('built dist/extension.js, dist/web/extension.js, dist/cli.js');
+console.log('built dist/extension.js, dist/web/extension.js, dist/cli.js, dist/dap.js');

@@ -3,6 +3,7 @@
 // contracts/run-json.md: 0 success, 1 bad input, 3 an internal failure of the tool.
 
 import { asmCommand, ASM_USAGE } from './asm-command';
+import { dapCommand, DAP_USAGE } from './dap-command';
 import { UsageError } from './args';
 import { runCommand, RUN_USAGE } from './run-command';
 
@@ -10,7 +11,9 @@ const USAGE = `usage:
   ${ASM_USAGE}
       assemble a guest program (NASM syntax) to a flat binary; --listing prints a NASM-style listing
   ${RUN_USAGE}
-      run a guest program on the emulated machine: its console output and a summary, or --json`;
+      run a guest program on the emulated machine: its console output and a summary, or --json
+  ${DAP_USAGE}
+      the debug adapter (Debug Adapter Protocol) over stdio, or over TCP on 127.0.0.1:N`;
 
 export function main(argv: readonly string[]): number {
   const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : s + '\n');
@@ -22,6 +25,9 @@ export function main(argv: readonly string[]): number {
         return asmCommand(rest, out, err);
       case 'run':
         return runCommand(rest, out, err);
+      case 'dap':
+        dapCommand(rest, err);
+        return -1;
       case undefined:
       case '-h':
       case '--help':
@@ -41,4 +47,7 @@ export function main(argv: readonly string[]): number {
   }
 }
 
-if (require.main === module) process.exitCode = main(process.argv.slice(2));
+if (require.main === module) {
+  const code = main(process.argv.slice(2));
+  if (code >= 0) process.exitCode = code; // -1: a server that lives on (avic dap)
+}

@@ -5,7 +5,7 @@
 // It exposes the run/step API the CLI and the debugger drive.
 
 import { BlockCache } from './cpu/blocks';
-import { Cpu, type CpuBus, STOP_BREAKPOINT, STOP_VMEXIT } from './cpu/cpu';
+import { Cpu, type CpuBus, STOP_BREAKPOINT, STOP_DEBUG, STOP_VMEXIT } from './cpu/cpu';
 import { EventLog, type MachineEvent, type NewEvent } from './events';
 import { Checkers, type Violation } from './kvm/checkers';
 import { DESIGNS, type DesignName } from './kvm/design';
@@ -60,8 +60,29 @@ export type RunStatus = 'done' | 'step-limit' | 'halted' | 'triple-fault' | 'vio
 /** Why a run call returned. */
 export type StopReason =
   | { readonly kind: 'end'; readonly status: RunStatus }
+  /** an instruction breakpoint of the block cache */
   | { readonly kind: 'breakpoint'; readonly vcpu: number }
+  /** a function breakpoint: `task` stopped on entry to the kernel function `fn` */
+  | { readonly kind: 'function'; readonly task: Task; readonly fn: string }
+  /** the debugger asked (requestStop, shouldStop): `task` ran last */
+  | { readonly kind: 'debug'; readonly task: Task | null }
+  /** nothing can run but tasks the debugger froze */
+  | { readonly kind: 'frozen' }
   | { readonly kind: 'budget' };
+
+/** The debugger's controls over a run (all off for `avic run`). */
+export interface DebugControl {
+  /** checked after every host step and guest burst: true stops the run */
+  shouldStop: (() => boolean) | null;
+  /** how many instructions a vCPU may run in one burst (a step runs one) */
+  guestLimit: ((vcpu: number) => number) | null;
+  /** tasks that do not run (the other threads of a `singleThread` request) */
+  readonly frozen: Set<number>;
+  /** a write hit a watched range */
+  onWatchedWrite: ((vcpu: number, phys: number, size: number) => void) | null;
+}
+
+const STEP_PAST_BREAK = Object.freeze({ kind: 'step' as const });
 
 export class Machine implements CpuBus {
   readonly mem: PhysicalMemory;
@@ -84,6 +105,13 @@ export class Machine implements CpuBus {
   private readonly vcpuDone: boolean[];
   private readonly vmmTask: Task;
   private nextTrigger = 0;
+  private stopRequested = false;
+  private watches: readonly { readonly phys: number; readonly length: number }[] = [];
+  readonly debug: DebugControl = { shouldStop: null, guestLimit: null, frozen: new Set(), onWatchedWrite: null };
+  /** each console byte as the guest writes it */
+  onConsole: ((byte: number) => void) | null = null;
+  /** record violations and go on (`--keep-going`; the debugger turns it on while it stops on violations) */
+  keepGoing: boolean;
   private readonly triggerSteps: number[];
   /** what went wrong that is not a guest-visible end: a host action that failed, a guest the model cannot run */
   readonly errors: string[] = [];
@@ -97,6 +125,7 @@ export class Machine implements CpuBus {
       // avic_init_backing_page @ v6.3: a vCPU id above AVIC_MAX_PHYSICAL_ID fails KVM_CREATE_VCPU (-EINVAL)
       throw new RangeError(`--vcpus ${n}: AVIC without x2AVIC (--avic on --x2avic off) allows at most ${AVIC_MAX_PHYSICAL_ID + 1} vCPUs`);
     }
+    this.keepGoing = options.keepGoing;
     this.mem = new PhysicalMemory(options.memoryMiB * 1024 * 1024);
     this.log = new EventLog(() => this.now());
     this.blocks = new BlockCache(this.mem, (page) => {
@@ -113,7 +142,10 @@ export class Machine implements CpuBus {
     this.vcpuDone = new Array(n).fill(false);
     this.buildVm(loadAddress);
     this.vmm = new Vmm(kvm, options.hostActions, {
-      console: (b) => this.consoleBytes.push(b),
+      console: (b) => {
+        this.consoleBytes.push(b);
+        this.onConsole?.(b);
+      },
       done: (v) => {
         this.vcpuDone[v.vcpu_id] = true;
         v.task.emit({ kind: 'done' });
@@ -206,11 +238,11 @@ export class Machine implements CpuBus {
   /** The run's status if it has ended (contracts/run-json.md's order: violation, triple-fault, step-limit, halted, done). */
   endStatus(): RunStatus | undefined {
     if (this.unsupported) return 'error';
-    if (this.checkers.violations.length > 0 && !this.options.keepGoing) return 'violation';
+    if (this.checkers.violations.length > 0 && !this.keepGoing) return 'violation';
     if (this.shutdownVcpu !== null) return 'triple-fault';
     if (this.vcpuDone.every((d) => d)) return 'done';
     if (this.steps >= this.options.maxSteps) return 'step-limit';
-    if (this.runnableTasks().length === 0 && this.nextTimer() < 0) return this.stuckStatus();
+    if (this.runnableTasks(true).length === 0 && this.nextTimer() < 0) return this.stuckStatus();
     return undefined;
   }
 
@@ -223,9 +255,12 @@ export class Machine implements CpuBus {
     return 'violation'; // the run cannot go on, --keep-going or not
   }
 
-  private runnableTasks(): Task[] {
+  /** tasks that can make progress (`all`: frozen ones too) */
+  private runnableTasks(all = false): Task[] {
     const out: Task[] = [];
+    const frozen = this.debug.frozen;
     for (const t of this.tasks) {
+      if (!all && frozen.size > 0 && frozen.has(t.id)) continue;
       const s = t.state;
       if (s === 'runnable' || s === 'guest') out.push(t);
     }
@@ -244,7 +279,7 @@ export class Machine implements CpuBus {
 
   // ---- running ----------------------------------------------------------------------------------
 
-  /** Runs until the end, a breakpoint, or `budget` more steps. */
+  /** Runs until the end, a breakpoint, a stop the debugger asked for, or `budget` more steps. */
   run(budget = Infinity): StopReason {
     const limit = Math.min(this.options.maxSteps, this.steps + budget);
     for (;;) {
@@ -252,9 +287,13 @@ export class Machine implements CpuBus {
       this.fireTriggers();
       const end = this.endStatus();
       if (end) return { kind: 'end', status: end };
+      if (this.stopRequested) return this.takeStop();
       if (this.steps >= limit) return { kind: 'budget' };
       const runnable = this.runnableTasks();
       if (runnable.length === 0) {
+        if (this.debug.frozen.size > 0 && this.tasks.some((t) => this.debug.frozen.has(t.id) && t.state !== 'finished')) {
+          return { kind: 'frozen' }; // what could run is frozen by the debugger
+        }
         // idle: every vCPU waits; virtual time jumps to the next timer
         this.steps = Math.min(limit, Math.max(this.steps, this.nextTimer()));
         continue;
@@ -265,7 +304,7 @@ export class Machine implements CpuBus {
     }
   }
 
-  /** Runs one task for up to `steps` steps (the debugger's single step uses this). */
+  /** Runs one task for up to `steps` steps. */
   runTask(task: Task, steps: number): StopReason | undefined {
     if (this.current !== task) {
       const vcpu = task.vcpu;
@@ -279,7 +318,9 @@ export class Machine implements CpuBus {
       if (pending === null || task.finished) break;
       if (pending.kind === 'guest') {
         const cpu = this.cpus[task.vcpu!];
-        const budget = Math.min(left, Math.max(1, deadline - this.steps));
+        let budget = Math.min(left, Math.max(1, deadline - this.steps));
+        if (this.debug.guestLimit !== null) budget = Math.min(budget, this.debug.guestLimit(task.vcpu!));
+        if (budget <= 0) break;
         this.guestCpu = cpu;
         this.guestStart = cpu.icount;
         const n = cpu.run(budget);
@@ -290,6 +331,9 @@ export class Machine implements CpuBus {
           cpu.stopReason = 0;
           return { kind: 'breakpoint', vcpu: task.vcpu! };
         }
+        if (cpu.stopReason === STOP_DEBUG) cpu.stopReason = 0;
+        // a stop asked for during the instruction comes before the host handles its exit
+        if (this.stopRequested) return this.takeStop();
         if (cpu.stopReason === STOP_VMEXIT) {
           task.resume = cpu.takeExit();
           task.step();
@@ -299,14 +343,49 @@ export class Machine implements CpuBus {
         if (this.steps >= deadline) break;
       } else if (pending.kind === 'wait' && !pending.until()) {
         break;
+      } else if (pending.kind === 'break') {
+        task.pending = STEP_PAST_BREAK; // the next step goes on past the function breakpoint
+        return { kind: 'function', task, fn: pending.fn };
       } else {
         task.step();
         this.steps++;
         left--;
       }
-      if (this.checkers.violations.length > 0 && !this.options.keepGoing) break;
+      if (this.checkers.violations.length > 0 && !this.keepGoing) break;
+      if (this.stopRequested || (this.debug.shouldStop !== null && this.debug.shouldStop())) return this.takeStop();
     }
     return undefined;
+  }
+
+  // ---- what the debugger controls -----------------------------------------------------------------
+
+  /** Asks the run to stop as soon as it can: after the current host step, or at the next instruction boundary. */
+  requestStop(): void {
+    this.stopRequested = true;
+    this.guestCpu?.requestStop();
+  }
+
+  private takeStop(): StopReason {
+    this.stopRequested = false;
+    return { kind: 'debug', task: this.current };
+  }
+
+  /** Write watches on guest-physical ranges (data breakpoints on guest memory). */
+  setWriteWatches(ranges: readonly { readonly phys: number; readonly length: number }[]): void {
+    this.watches = ranges.filter((r) => r.length > 0 && r.phys >= 0 && r.phys + r.length <= this.mem.size);
+    const pages = this.mem.watchPages;
+    pages.fill(0);
+    for (const r of this.watches) {
+      for (let p = r.phys >>> 12; p <= (r.phys + r.length - 1) >>> 12; p++) {
+        pages[p] = 1;
+        for (const c of this.cpus) c.dropWriteEntries(p);
+      }
+    }
+  }
+
+  watchedWrite(cpu: Cpu, phys: number, size: number): void {
+    const hit = this.watches.find((r) => phys < r.phys + r.length && r.phys < phys + size);
+    if (hit && this.debug.onWatchedWrite !== null) this.debug.onWatchedWrite(cpu.index, phys, size);
   }
 
   /** the next step at which a timer or a step trigger needs the scheduler */

@@ -69,6 +69,29 @@ export function applyRunFlags(base: MachineOptions, flags: ReadonlyMap<string, r
   return out as unknown as MachineOptions;
 }
 
+/** The words of an `; avic-run:` line as flags with their values in order (`--flag value` or `--flag=value`). */
+export function parseRunLine(words: readonly string[]): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i];
+    if (!w.startsWith('--')) throw new OptionError(`unexpected '${w}'`);
+    const eq = w.indexOf('=');
+    const name = eq > 0 ? w.slice(0, eq) : w;
+    const spec = RUN_OPTIONS.find((s) => s.flag === name);
+    if (!spec) throw new OptionError(`unknown option '${name}'`);
+    let value: string;
+    if (eq > 0) value = w.slice(eq + 1);
+    else if (spec.kind === 'flag') value = 'true';
+    else {
+      if (i + 1 >= words.length) throw new OptionError(`option '${name}' needs a value`);
+      value = words[++i];
+    }
+    if (spec.kind === 'value' && out.has(name)) throw new OptionError(`option '${name}' given twice`);
+    out.set(name, [...(out.get(name) ?? []), value]);
+  }
+  return out;
+}
+
 /** The `; avic-run: ...` line among the first ten lines of a source, split into words. */
 export function findRunLine(text: string): { line: number; words: string[] } | undefined {
   const lines = text.split('\n').slice(0, 10);

@@ -128,8 +128,8 @@ describe('the thread\'s scenarios under every design (contracts/kvm-model.md)', 
     assert.deepEqual(m.run(), { kind: 'end', status: 'violation' });
     assert.deepEqual(m.violations.map((v) => v.kind), ['lock-order-inversion', 'deadlock']);
     const d = m.violations[1];
-    assert.match(d.message, /vcpu 0 waits for an SRCU grace period of kvm->srcu \(held by vcpu 1, vcpu 2, vcpu 3\) in synchronize_srcu_expedited/);
-    assert.match(d.message, /vcpu 1 waits for apicv_update_lock \(held by vcpu 0\) in kvm_vcpu_update_apicv/);
+    assert.match(d.message, /vcpu 0 waits for an SRCU grace period of kvm->srcu \(held by vcpu 1, vcpu 2, vcpu 3\) in synchronize_srcu_expedited from kvm_swap_active_memslots/);
+    assert.match(d.message, /vcpu 1 waits for apicv_update_lock \(held by vcpu 0\) in down_read from kvm_vcpu_update_apicv/);
     assert.equal(d.hostStack[0], 'synchronize_srcu_expedited');
     assert.deepEqual(['blocked', 'blocked', 'blocked', 'blocked'], [0, 1, 2, 3].map((i) => m.vcpuState(i)));
   });

@@ -35,6 +35,8 @@ export interface CpuBus {
    */
   mmioRead(cpu: Cpu, gpa: number, size: number): number;
   mmioWrite(cpu: Cpu, gpa: number, size: number, value: number): void;
+  /** a write hit a page with a debugger watch (mem.watchPages): the machine checks the exact range */
+  watchedWrite(cpu: Cpu, phys: number, size: number): void;
   /** the value an IN gets (port I/O always exits; the CPU records the IOIO exit itself) */
   pioIn(cpu: Cpu, port: number, size: number): number;
   /**
@@ -61,6 +63,16 @@ export const STOP_NONE = 0;
 export const STOP_BREAKPOINT = 4;
 /** a #VMEXIT (also a shutdown): `vmexit` says what the guest did */
 export const STOP_VMEXIT = 5;
+/** the debugger asked (an event breakpoint, a data breakpoint, pause) */
+export const STOP_DEBUG = 6;
+
+/** Watches calls and returns for the debugger's guest frames (a shadow stack). */
+export interface CallObserver {
+  /** a CALL (or an interrupt or exception delivered through the IDT) from `from` to `to` that returns to `ret` */
+  call(cpu: Cpu, from: number, to: number, ret: number, interrupt: boolean): void;
+  /** a RET or IRET to `to`, with RSP after it */
+  ret(cpu: Cpu, to: number): void;
+}
 
 const TLB_BITS = 10;
 const TLB_SIZE = 1 << TLB_BITS;
@@ -150,6 +162,8 @@ export class Cpu implements FlagState {
   exitRip = -1;
   /** where the guest goes on once the host has emulated an intercepted instruction (NRIP) */
   exitNextRip = 0;
+  /** the debugger's shadow stack, when one is attached */
+  calls: CallObserver | null = null;
   /** resume from a breakpoint address without stopping on it again */
   skipBreakpoint = false;
 
@@ -376,6 +390,8 @@ export class Cpu implements FlagState {
         case 2: this.view.setUint16(phys, v, true); break;
         default: this.view.setInt32(phys, v, true);
       }
+      const watch = this.bus.mem.watchPages;
+      if ((watch[first] | watch[last]) !== 0) this.bus.watchedWrite(this, phys, size);
       return;
     }
     this.bus.mmioWrite(this, phys, size, v);
@@ -412,6 +428,12 @@ export class Cpu implements FlagState {
     this.stopReason = STOP_NONE;
     if (this.exitRip === -1) this.exitRip = this.rip; // posted outside an instruction (event delivery)
     return e;
+  }
+
+  /** The debugger wants this vCPU stopped at the next instruction boundary (after a VM exit, if one is pending). */
+  requestStop(): void {
+    if (this.stopReason === STOP_NONE) this.stopReason = STOP_DEBUG;
+    this.exitReq = 1;
   }
 
   /** The host emulated the intercepted instruction: go on after it (kvm_skip_emulated_instruction). */
@@ -498,7 +520,8 @@ export class Cpu implements FlagState {
     this.tlbR[i] = vp;
     this.tlbRP[i] = pageBase;
     // a write entry only where a write can go straight to RAM: writable, dirty already set, no decoded code
-    if (access === ACCESS_WRITE && writable && !this.bus.mem.codePages[pageBase >>> 12]) {
+    const page = pageBase >>> 12;
+    if (access === ACCESS_WRITE && writable && !this.bus.mem.codePages[page] && !this.bus.mem.watchPages[page]) {
       this.tlbW[i] = vp;
       this.tlbWP[i] = pageBase;
     }
@@ -641,7 +664,9 @@ export class Cpu implements FlagState {
     r[9] = shi;
     this.cs = selector;
     this.cpl = newCpl;
+    const from = this.rip;
     this.rip = offHi * TWO32 + offLo;
+    if (this.calls !== null) this.calls.call(this, from, this.rip, from, true);
     let f = this.flags & ~(TF | NT | RF);
     if (type === 0xe) f &= ~IF;
     this.flags = f;

@@ -204,7 +204,9 @@ export class Checkers {
       const p = t.pending;
       const what = p?.kind === 'wait' ? p.what : '?';
       const holders = p?.kind === 'wait' ? p.holders().map((h) => h.name) : [];
-      return `${t.name} waits for ${what}${holders.length ? ` (held by ${holders.join(', ')})` : ''} in ${t.hostStack()[0] ?? 'userspace'}`;
+      const stack = t.hostStack();
+      const where = stack.length === 0 ? 'userspace' : stack.length === 1 ? stack[0] : `${stack[0]} from ${stack[1]}`;
+      return `${t.name} waits for ${what}${holders.length ? ` (held by ${holders.join(', ')})` : ''} in ${where}`;
     });
     const first = stuck[0];
     this.record({

@@ -11,7 +11,7 @@ import type { KvmLapic } from './lapic_h';
 import { Mutex, RwSemaphore } from './locks';
 import { SrcuStruct } from './srcu';
 import type { VcpuSvm } from './svm/svm_h';
-import { type HostCode, preempt, type Task } from './task';
+import { type HostCode, kfn, preempt, type Task } from './task';
 
 // ---- requests (include/linux/kvm_host.h, arch/x86/include/asm/kvm_host.h @ v6.3) ------------------
 
@@ -61,17 +61,20 @@ export const KVM_REQ_UPDATE_CPU_DIRTY_LOGGING = arch(30, W_NW);
 export const KVM_REQ_MMU_FREE_OBSOLETE_ROOTS = arch(31, W_NW);
 export const KVM_REQ_HV_TLB_FLUSH = arch(32, W_NW);
 
+/** name -> request value with its flags */
+export const KVM_REQUESTS: Readonly<Record<string, number>> = {
+  KVM_REQ_TLB_FLUSH, KVM_REQ_VM_DEAD, KVM_REQ_UNBLOCK, KVM_REQ_DIRTY_RING_SOFT_FULL, KVM_REQ_MIGRATE_TIMER, KVM_REQ_REPORT_TPR_ACCESS,
+  KVM_REQ_TRIPLE_FAULT, KVM_REQ_MMU_SYNC, KVM_REQ_CLOCK_UPDATE, KVM_REQ_LOAD_MMU_PGD, KVM_REQ_EVENT, KVM_REQ_APF_HALT,
+  KVM_REQ_STEAL_UPDATE, KVM_REQ_NMI, KVM_REQ_PMU, KVM_REQ_PMI, KVM_REQ_SMI, KVM_REQ_MASTERCLOCK_UPDATE, KVM_REQ_MCLOCK_INPROGRESS,
+  KVM_REQ_SCAN_IOAPIC, KVM_REQ_GLOBAL_CLOCK_UPDATE, KVM_REQ_APIC_PAGE_RELOAD, KVM_REQ_HV_CRASH, KVM_REQ_IOAPIC_EOI_EXIT,
+  KVM_REQ_HV_RESET, KVM_REQ_HV_EXIT, KVM_REQ_HV_STIMER, KVM_REQ_LOAD_EOI_EXITMAP, KVM_REQ_GET_NESTED_STATE_PAGES,
+  KVM_REQ_APICV_UPDATE, KVM_REQ_TLB_FLUSH_CURRENT, KVM_REQ_TLB_FLUSH_GUEST, KVM_REQ_APF_READY, KVM_REQ_MSR_FILTER_CHANGED,
+  KVM_REQ_UPDATE_CPU_DIRTY_LOGGING, KVM_REQ_MMU_FREE_OBSOLETE_ROOTS, KVM_REQ_HV_TLB_FLUSH,
+};
+
 /** request number (bits 7:0) -> name, for events, views and breakpoint conditions */
 export const KVM_REQ_NAMES: Readonly<Record<number, string>> = Object.fromEntries(
-  Object.entries({
-    KVM_REQ_TLB_FLUSH, KVM_REQ_VM_DEAD, KVM_REQ_UNBLOCK, KVM_REQ_DIRTY_RING_SOFT_FULL, KVM_REQ_MIGRATE_TIMER, KVM_REQ_REPORT_TPR_ACCESS,
-    KVM_REQ_TRIPLE_FAULT, KVM_REQ_MMU_SYNC, KVM_REQ_CLOCK_UPDATE, KVM_REQ_LOAD_MMU_PGD, KVM_REQ_EVENT, KVM_REQ_APF_HALT,
-    KVM_REQ_STEAL_UPDATE, KVM_REQ_NMI, KVM_REQ_PMU, KVM_REQ_PMI, KVM_REQ_SMI, KVM_REQ_MASTERCLOCK_UPDATE, KVM_REQ_MCLOCK_INPROGRESS,
-    KVM_REQ_SCAN_IOAPIC, KVM_REQ_GLOBAL_CLOCK_UPDATE, KVM_REQ_APIC_PAGE_RELOAD, KVM_REQ_HV_CRASH, KVM_REQ_IOAPIC_EOI_EXIT,
-    KVM_REQ_HV_RESET, KVM_REQ_HV_EXIT, KVM_REQ_HV_STIMER, KVM_REQ_LOAD_EOI_EXITMAP, KVM_REQ_GET_NESTED_STATE_PAGES,
-    KVM_REQ_APICV_UPDATE, KVM_REQ_TLB_FLUSH_CURRENT, KVM_REQ_TLB_FLUSH_GUEST, KVM_REQ_APF_READY, KVM_REQ_MSR_FILTER_CHANGED,
-    KVM_REQ_UPDATE_CPU_DIRTY_LOGGING, KVM_REQ_MMU_FREE_OBSOLETE_ROOTS, KVM_REQ_HV_TLB_FLUSH,
-  }).map(([name, req]) => [req & KVM_REQUEST_MASK, name]),
+  Object.entries(KVM_REQUESTS).map(([name, req]) => [req & KVM_REQUEST_MASK, name]),
 );
 
 export function requestName(req: number): string {
@@ -289,20 +292,24 @@ export class KvmVcpu {
 
 /** kvm_make_request: sets the bit (after a write barrier), no kick. */
 export function* kvm_make_request(t: Task, req: number, vcpu: KvmVcpu): HostCode {
-  if (req & KVM_REQUEST_NO_ACTION) throw new Error('kvm_make_request with a NO_ACTION request');
-  yield* preempt();
-  vcpu.setRequest(req, t.transition);
-  t.emit({ kind: 'request-make', target: vcpu.vcpu_id, request: req & KVM_REQUEST_MASK, name: requestName(req), transition: t.transition });
+  yield* kfn(t, 'kvm_make_request', function* () {
+    if (req & KVM_REQUEST_NO_ACTION) throw new Error('kvm_make_request with a NO_ACTION request');
+    yield* preempt();
+    vcpu.setRequest(req, t.transition);
+    t.emit({ kind: 'request-make', target: vcpu.vcpu_id, request: req & KVM_REQUEST_MASK, name: requestName(req), transition: t.transition });
+  });
 }
 
 /** kvm_check_request: test and clear. Consuming a request is a preemption point and an event. */
 export function* kvm_check_request(t: Task, req: number, vcpu: KvmVcpu): HostCode<boolean> {
-  if (!vcpu.testRequest(req)) return false;
-  yield* preempt();
-  const transition = vcpu.clearRequest(req);
-  t.transition = transition;
-  t.emit({ kind: 'request-check', request: req & KVM_REQUEST_MASK, name: requestName(req), transition });
-  return true;
+  return yield* kfn(t, 'kvm_check_request', function* () {
+    if (!vcpu.testRequest(req)) return false;
+    yield* preempt();
+    const transition = vcpu.clearRequest(req);
+    t.transition = transition;
+    t.emit({ kind: 'request-check', request: req & KVM_REQUEST_MASK, name: requestName(req), transition });
+    return true;
+  });
 }
 
 /** kvm_clear_request (no barrier, no event: the kernel uses it to drop stale wake-ups) */
@@ -317,10 +324,12 @@ export function kvm_clear_request(req: number, vcpu: KvmVcpu): void {
  * srcu_depth was not 0, then takes kvm->srcu and saves the index.
  */
 export function* kvm_vcpu_srcu_read_lock(t: Task, vcpu: KvmVcpu): HostCode {
-  yield* preempt();
-  vcpu.srcu_depth++;
-  vcpu.kvm.srcu.enter(t);
-  t.emit({ kind: 'srcu-lock', raw: false, depth: vcpu.srcu_depth, readers: vcpu.kvm.srcu.readers(t) });
+  yield* kfn(t, 'kvm_vcpu_srcu_read_lock', function* () {
+    yield* preempt();
+    vcpu.srcu_depth++;
+    vcpu.kvm.srcu.enter(t);
+    t.emit({ kind: 'srcu-lock', raw: false, depth: vcpu.srcu_depth, readers: vcpu.kvm.srcu.readers(t) });
+  });
 }
 
 /**
@@ -328,8 +337,10 @@ export function* kvm_vcpu_srcu_read_lock(t: Task, vcpu: KvmVcpu): HostCode {
  * warns ("Illegal vCPU srcu_idx UNLOCK") when srcu_depth did not come back to 0.
  */
 export function* kvm_vcpu_srcu_read_unlock(t: Task, vcpu: KvmVcpu): HostCode {
-  yield* preempt();
-  vcpu.kvm.srcu.leave(t);
-  vcpu.srcu_depth--;
-  t.emit({ kind: 'srcu-unlock', raw: false, depth: vcpu.srcu_depth, readers: vcpu.kvm.srcu.readers(t) });
+  yield* kfn(t, 'kvm_vcpu_srcu_read_unlock', function* () {
+    yield* preempt();
+    vcpu.kvm.srcu.leave(t);
+    vcpu.srcu_depth--;
+    t.emit({ kind: 'srcu-unlock', raw: false, depth: vcpu.srcu_depth, readers: vcpu.kvm.srcu.readers(t) });
+  });
 }

@@ -4,7 +4,7 @@
 // the lockdep-style order check reads those events (checkers.ts).
 
 import type { LockName } from '../events';
-import { type HostCode, preempt, type Task, waitUntil } from './task';
+import { type HostCode, kfn, preempt, type Task, waitUntil } from './task';
 
 export class Mutex {
   owner: Task | null = null;
@@ -25,52 +25,64 @@ export class RwSemaphore {
 
 /** mutex_lock (kernel/locking/mutex.c) */
 export function* mutex_lock(t: Task, m: Mutex): HostCode {
-  yield* preempt();
-  if (m.owner === t) throw new Error(`${t.name} takes ${m.name} recursively`);
-  yield* waitUntil(() => m.owner === null, m.name, 'lock', () => (m.owner ? [m.owner] : []));
-  m.owner = t;
-  t.emit({ kind: 'lock-acquire', lock: m.name, mode: 'write' });
+  yield* kfn(t, 'mutex_lock', function* () {
+    yield* preempt();
+    if (m.owner === t) throw new Error(`${t.name} takes ${m.name} recursively`);
+    yield* waitUntil(() => m.owner === null, m.name, 'lock', () => (m.owner ? [m.owner] : []));
+    m.owner = t;
+    t.emit({ kind: 'lock-acquire', lock: m.name, mode: 'write' });
+  });
 }
 
 export function* mutex_unlock(t: Task, m: Mutex): HostCode {
-  yield* preempt();
-  if (m.owner !== t) throw new Error(`${t.name} releases ${m.name}, which it does not hold`);
-  m.owner = null;
-  t.emit({ kind: 'lock-release', lock: m.name, mode: 'write' });
+  yield* kfn(t, 'mutex_unlock', function* () {
+    yield* preempt();
+    if (m.owner !== t) throw new Error(`${t.name} releases ${m.name}, which it does not hold`);
+    m.owner = null;
+    t.emit({ kind: 'lock-release', lock: m.name, mode: 'write' });
+  });
 }
 
 /** down_write */
 export function* down_write(t: Task, s: RwSemaphore): HostCode {
-  yield* preempt();
-  s.writersWaiting++;
-  try {
-    yield* waitUntil(() => s.writer === null && s.readers.length === 0, s.name, 'lock', () => s.holders());
-  } finally {
-    s.writersWaiting--;
-  }
-  s.writer = t;
-  t.emit({ kind: 'lock-acquire', lock: s.name, mode: 'write' });
+  yield* kfn(t, 'down_write', function* () {
+    yield* preempt();
+    s.writersWaiting++;
+    try {
+      yield* waitUntil(() => s.writer === null && s.readers.length === 0, s.name, 'lock', () => s.holders());
+    } finally {
+      s.writersWaiting--;
+    }
+    s.writer = t;
+    t.emit({ kind: 'lock-acquire', lock: s.name, mode: 'write' });
+  });
 }
 
 export function* up_write(t: Task, s: RwSemaphore): HostCode {
-  yield* preempt();
-  if (s.writer !== t) throw new Error(`${t.name} releases ${s.name} for write, which it does not hold`);
-  s.writer = null;
-  t.emit({ kind: 'lock-release', lock: s.name, mode: 'write' });
+  yield* kfn(t, 'up_write', function* () {
+    yield* preempt();
+    if (s.writer !== t) throw new Error(`${t.name} releases ${s.name} for write, which it does not hold`);
+    s.writer = null;
+    t.emit({ kind: 'lock-release', lock: s.name, mode: 'write' });
+  });
 }
 
 /** down_read */
 export function* down_read(t: Task, s: RwSemaphore): HostCode {
-  yield* preempt();
-  yield* waitUntil(() => s.writer === null && s.writersWaiting === 0, s.name, 'lock', () => s.holders());
-  s.readers.push(t);
-  t.emit({ kind: 'lock-acquire', lock: s.name, mode: 'read' });
+  yield* kfn(t, 'down_read', function* () {
+    yield* preempt();
+    yield* waitUntil(() => s.writer === null && s.writersWaiting === 0, s.name, 'lock', () => s.holders());
+    s.readers.push(t);
+    t.emit({ kind: 'lock-acquire', lock: s.name, mode: 'read' });
+  });
 }
 
 export function* up_read(t: Task, s: RwSemaphore): HostCode {
-  yield* preempt();
-  const i = s.readers.indexOf(t);
-  if (i < 0) throw new Error(`${t.name} releases ${s.name} for read, which it does not hold`);
-  s.readers.splice(i, 1);
-  t.emit({ kind: 'lock-release', lock: s.name, mode: 'read' });
+  yield* kfn(t, 'up_read', function* () {
+    yield* preempt();
+    const i = s.readers.indexOf(t);
+    if (i < 0) throw new Error(`${t.name} releases ${s.name} for read, which it does not hold`);
+    s.readers.splice(i, 1);
+    t.emit({ kind: 'lock-release', lock: s.name, mode: 'read' });
+  });
 }

@@ -46,15 +46,19 @@ export class SrcuStruct {
 
 /** srcu_read_lock(&kvm->srcu) (srcutree.c @ v6.3): a raw read section, not counted in srcu_depth. */
 export function* srcu_read_lock(t: Task, ssp: SrcuStruct): HostCode {
-  yield* preempt();
-  ssp.enter(t);
-  t.emit({ kind: 'srcu-lock', raw: true, depth: -1, readers: ssp.readers(t) });
+  yield* kfn(t, 'srcu_read_lock', function* () {
+    yield* preempt();
+    ssp.enter(t);
+    t.emit({ kind: 'srcu-lock', raw: true, depth: -1, readers: ssp.readers(t) });
+  });
 }
 
 export function* srcu_read_unlock(t: Task, ssp: SrcuStruct): HostCode {
-  yield* preempt();
-  ssp.leave(t);
-  t.emit({ kind: 'srcu-unlock', raw: true, depth: -1, readers: ssp.readers(t) });
+  yield* kfn(t, 'srcu_read_unlock', function* () {
+    yield* preempt();
+    ssp.leave(t);
+    t.emit({ kind: 'srcu-unlock', raw: true, depth: -1, readers: ssp.readers(t) });
+  });
 }
 
 /**

@@ -14,6 +14,8 @@ export type WaitKind = 'halt' | 'lock' | 'srcu' | 'ack' | 'userspace';
 /** What a task gives the scheduler at each preemption point. */
 export type Yield =
   | { readonly kind: 'step' }
+  /** a function breakpoint: the task stops on entry to `fn` (the debugger's stop point; otherwise a step) */
+  | { readonly kind: 'break'; readonly fn: string }
   | { readonly kind: 'wait'; readonly until: () => boolean; readonly what: string; readonly why: WaitKind; readonly holders: () => readonly Task[] }
   | { readonly kind: 'guest' };
 
@@ -36,11 +38,15 @@ export class Task {
   /** the exit the task is resumed with after `guest` */
   resume: VmExit | undefined;
   finished = false;
+  /** preemption points passed (host steps run) */
+  stepsTaken = 0;
   /**
    * The APICv transition the code running now applies (contracts/kvm-model.md, memslot-double-toggle):
    * set where a transition starts or a request that carries one is consumed.
    */
   transition: number | null = null;
+  /** the debugger's function breakpoints: true stops the task on entry to a kernel function */
+  breakOnEntry: ((fn: string) => boolean) | null = null;
   private gen: HostCode | undefined;
 
   constructor(
@@ -69,6 +75,7 @@ export class Task {
     if (!this.gen || this.finished) return;
     const exit = this.resume;
     this.resume = undefined;
+    this.stepsTaken++;
     const r = this.gen.next(exit);
     if (r.done) {
       this.finished = true;
@@ -111,6 +118,7 @@ export function* runGuest(): HostCode<VmExit> {
 export function* kfn<T>(t: Task, name: string, body: () => HostCode<T>): HostCode<T> {
   t.stack.push(name);
   try {
+    if (t.breakOnEntry !== null && t.breakOnEntry(name)) yield { kind: 'break', fn: name };
     return yield* body();
   } finally {
     t.stack.pop();

@@ -27,7 +27,8 @@ export type HostTrigger = { readonly kind: 'step'; readonly step: number } | { r
 /** `--host-action TRIGGER:ACTION[:VCPU]` (contracts/run-json.md) */
 export interface HostActionSpec {
   readonly trigger: HostTrigger;
-  readonly action: HostActionName;
+  /** `console`: a debugger console command (its host code comes with the queued action) */
+  readonly action: HostActionName | 'console';
   /** the argument as written: a number, on/off, or APICID/VECTOR */
   readonly arg: string;
   /** null: the vCPU that wrote the trigger, or 0 */
@@ -36,13 +37,18 @@ export interface HostActionSpec {
   readonly text: string;
 }
 
-export function isVmIoctl(a: HostActionName): boolean {
+export function isVmIoctl(a: HostActionName | 'console'): boolean {
   return a === 'msi';
 }
 
-/** A host action queued for a task, with the promise of its completion. */
+/** Host code the debugger runs as an action (console commands): returns an error message or undefined. */
+export type ActionCode = (t: Task) => HostCode<string | undefined>;
+
+/** A host action queued for a task, and whether it has finished. */
 export interface QueuedAction {
   readonly spec: HostActionSpec;
+  /** the debugger's own host code, run instead of `spec`'s ioctl */
+  readonly code?: ActionCode;
   readonly target: number | null;
   readonly trigger: number | null;
   done: boolean;
@@ -75,9 +81,9 @@ export class Vmm {
   }
 
   /** Queues an action (from a trigger); a vCPU target is signalled out of KVM_RUN. */
-  queue(t: Task | null, spec: HostActionSpec, writer: number | null, trigger: number | null): QueuedAction {
-    const target = isVmIoctl(spec.action) ? null : spec.vcpu ?? writer ?? 0;
-    const q: QueuedAction = { spec, target, trigger, done: false };
+  queue(t: Task | null, spec: HostActionSpec, writer: number | null, trigger: number | null, code?: ActionCode): QueuedAction {
+    const target = isVmIoctl(spec.action) || (code && spec.vcpu === null) ? null : spec.vcpu ?? writer ?? 0;
+    const q: QueuedAction = { spec, code, target, trigger, done: false };
     t?.emit({ kind: 'host-action', trigger, action: spec.text, target });
     if (target === null) {
       this.vmmQueue.push(q);
@@ -171,6 +177,11 @@ export class Vmm {
     const { action, arg } = q.spec;
     let error: string | undefined;
     const vcpu = q.target === null ? null : kvm.vcpus[q.target];
+    if (q.code) {
+      q.error = yield* q.code(t);
+      q.done = true;
+      return;
+    }
     switch (action) {
       case 'set-apic-base-msrs':
         error = yield* kvm_ioctl_set_msrs(t, vcpu!, MSR_IA32_APICBASE, BigInt(arg));

@@ -63,6 +63,7 @@ export function jcc(insn: Insn): Compiled {
 
 export function call(insn: Insn): Compiled {
   const next = insn.next;
+  const self = insn.ip;
   const nlo = ((next % TWO32) + TWO32) % TWO32;
   const nhi = Math.floor(next / TWO32) | 0;
   const op = insn.ops[0];
@@ -71,6 +72,7 @@ export function call(insn: Insn): Compiled {
     return ends((c) => {
       c.push64(nlo | 0, nhi);
       c.rip = t;
+      if (c.calls !== null) c.calls.call(c, self, t, next, false);
       return 1;
     });
   }
@@ -84,6 +86,7 @@ export function call(insn: Insn): Compiled {
     if (!isCanonical(hi)) throw new GuestFault(GP, 0);
     c.push64(nlo | 0, nhi);
     c.rip = hi * TWO32 + (lo >>> 0);
+    if (c.calls !== null) c.calls.call(c, self, c.rip, next, false);
     return 1;
   });
 }
@@ -99,6 +102,7 @@ export function ret(insn: Insn): Compiled {
     r[8] = s | 0;
     if (s >= TWO32) r[9] = (r[9] + 1) | 0;
     c.rip = hi * TWO32 + (lo >>> 0);
+    if (c.calls !== null) c.calls.ret(c, c.rip);
     return 1;
   });
 }
@@ -200,6 +204,7 @@ export function iret(insn: Insn): Compiled {
     r[8] = rspLo;
     r[9] = rspHi;
     c.rip = ripHi * TWO32 + (ripLo >>> 0);
+    if (c.calls !== null) c.calls.ret(c, c.rip);
     if (c.nmiBlocked) {
       // IRET ends NMI blocking (SDM vol. 3, 6.7.1): a pending NMI may now be taken
       c.nmiBlocked = false;

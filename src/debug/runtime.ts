@@ -1,0 +1,764 @@
+// The debug runtime (the "runtime" half of mock-debug's split): it owns the machine of a debug
+// session and drives it: continue, step (instruction or line, guest or host frames, one vCPU or
+// all), pause; breakpoints of every kind (source lines, instructions, kernel functions, event
+// filters with conditions, data breakpoints); threads and frames; console commands and debugger
+// writes, which run as host actions. It knows nothing of DAP messages: the session translates.
+// It runs the machine in chunks and yields between them (`host.defer`), so a pause gets in.
+
+import type { AssembleResult } from '../asm/assembler';
+import type { FileReader } from '../asm/preprocessor';
+import type { MachineEvent } from '../machine/events';
+import { APICV_INHIBIT_NAMES, type KvmVcpu } from '../machine/kvm/kvm_host';
+import type { Task } from '../machine/kvm/task';
+import { Machine, type StopReason } from '../machine/machine';
+import { formatTraceLine } from '../machine/trace';
+import { compileCondition, eventFilter, filterOf, type FieldValues, type FilterId, isFilterId } from './conditions';
+import { designLacks, isKernelFunction, KERNEL_FUNCTIONS } from './kernel-functions';
+import { type Launched, type LaunchArguments, prepareLaunch } from './launch';
+import { ShadowStack } from './shadow-stack';
+
+/** What the runtime needs from where it runs (Node or a browser). */
+export interface RuntimeHost {
+  readonly reader: FileReader;
+  /** the bundled include folder (avic.inc), if there is one */
+  readonly includeDir: string | undefined;
+  /** runs `f` after pending requests had their turn */
+  defer(f: () => void): void;
+}
+
+export type StopKind = 'entry' | 'breakpoint' | 'step' | 'pause' | 'exception' | 'function breakpoint' | 'data breakpoint' | 'instruction breakpoint';
+
+export interface Stop {
+  readonly reason: StopKind;
+  readonly threadId: number;
+  readonly description: string;
+  /** the event that stopped it (event filters, data breakpoints on KVM state) */
+  readonly event?: MachineEvent;
+  readonly text?: string;
+  readonly hitBreakpointIds?: number[];
+}
+
+/** What the runtime tells the session. */
+export interface RuntimeEvents {
+  stopped(stop: Stop): void;
+  output(text: string, category: 'stdout' | 'console' | 'stderr'): void;
+  /** the run ended: exit code as `avic run` gives it */
+  exited(code: number, summary: string): void;
+  thread(reason: 'started' | 'exited', threadId: number): void;
+  /** state changed while stopped (a console command, a write) */
+  stateChanged(): void;
+}
+
+export interface SourceBreakpointSpec {
+  readonly line: number;
+  readonly condition?: string;
+  readonly hitCondition?: string;
+  readonly logMessage?: string;
+  readonly mode?: string;
+}
+
+export interface BreakpointResult {
+  readonly id: number;
+  readonly verified: boolean;
+  readonly line?: number;
+  readonly message?: string;
+  readonly instructionReference?: string;
+}
+
+export interface EventFilterSpec {
+  readonly filter: string;
+  readonly condition?: string;
+  readonly mode?: string;
+}
+
+export interface DataBreakpointSpec {
+  readonly dataId: string;
+  readonly accessType?: string;
+  readonly condition?: string;
+  readonly hitCondition?: string;
+}
+
+interface CodeBreakpoint {
+  readonly id: number;
+  readonly kind: 'source' | 'instruction';
+  readonly addresses: readonly number[];
+  readonly condition?: string;
+  readonly hitCondition?: string;
+  readonly logMessage?: string;
+  readonly log: boolean;
+  hits: number;
+}
+
+interface ActiveFilter {
+  readonly filter: FilterId;
+  readonly test: (f: FieldValues) => boolean;
+  readonly log: boolean;
+}
+
+/** What ends the current run besides breakpoints. */
+type Goal =
+  | { readonly kind: 'continue' }
+  | { readonly kind: 'guest-step'; readonly vcpu: number; readonly how: 'in' | 'over' | 'out'; readonly line: boolean;
+      readonly startIcount: number; readonly startDepth: number; readonly startLine: number | undefined }
+  | { readonly kind: 'host-step'; readonly task: Task; readonly how: 'in' | 'over' | 'out'; readonly depth: number; readonly startSteps: number }
+  | { readonly kind: 'action'; readonly done: () => boolean };
+
+/** guest instructions and host steps per chunk between yields to the request loop */
+const CHUNK = 2_000_000;
+
+export class AvicRuntime {
+  machine!: Machine;
+  launched!: Launched;
+  private stacks: ShadowStack[] = [];
+  private nextId = 1;
+  private readonly sourceBps = new Map<string, CodeBreakpoint[]>();
+  private instructionBps: CodeBreakpoint[] = [];
+  private readonly functionBps = new Map<string, number>();
+  private filters: ActiveFilter[] = [];
+  private dataBps: { id: number; dataId: string }[] = [];
+  private goal: Goal = { kind: 'continue' };
+  private running = false;
+  private pauseRequested = false;
+  private pendingStop: Stop | null = null;
+  private lastStop: Stop | null = null;
+  private ended = false;
+  private vmmThreadShown = false;
+  private consoleBuffer: number[] = [];
+  private steppingVcpu = -1;
+  private stepTargetDepth = -1;
+
+  constructor(private readonly host: RuntimeHost, private readonly events: RuntimeEvents) {}
+
+  // ---- launch ------------------------------------------------------------------------------------------
+
+  /** Prepares the machine; throws LaunchError with the message for the client. */
+  launch(args: LaunchArguments): void {
+    this.launched = prepareLaunch(args, this.host.reader, this.host.includeDir);
+    const { assembly, options } = this.launched;
+    const m = new Machine(options, assembly.image, assembly.org, assembly.end);
+    this.machine = m;
+    this.stacks = m.cpus.map((cpu) => {
+      const s = new ShadowStack();
+      cpu.calls = s;
+      return s;
+    });
+    for (const t of m.tasks) t.breakOnEntry = (fn) => this.functionBps.has(fn);
+    m.onConsole = (b) => this.consoleBuffer.push(b);
+    m.log.onEvent((e) => this.onEvent(e));
+    m.debug.onWatchedWrite = (vcpu, phys, size) => this.onWatchedWrite(vcpu, phys, size);
+    m.debug.guestLimit = (vcpu) => this.guestLimit(vcpu);
+    m.debug.shouldStop = () => this.goalReached();
+    this.setEventFilters([{ filter: 'violation' }]);
+  }
+
+  get assembly(): AssembleResult {
+    return this.launched.assembly;
+  }
+
+  get stopOnEntry(): boolean {
+    return this.launched.stopOnEntry;
+  }
+
+  /** After configurationDone: stop on entry, or run. */
+  start(): void {
+    if (this.launched.stopOnEntry) this.report({ reason: 'entry', threadId: 1, description: 'Paused on entry: every vCPU at _start' });
+    else this.resume({ kind: 'continue' }, null);
+  }
+
+  // ---- threads -----------------------------------------------------------------------------------------
+
+  get vmmThreadId(): number {
+    return this.machine.cpus.length + 1;
+  }
+
+  /** vCPU threads, and the VMM thread while it has a task to run */
+  threads(): { id: number; name: string; vcpu: KvmVcpu | null; task: Task }[] {
+    const m = this.machine;
+    const out: { id: number; name: string; vcpu: KvmVcpu | null; task: Task }[] = m.kvm.vcpus.map((v) => ({ id: v.vcpu_id + 1, name: '', vcpu: v, task: v.task }));
+    if (this.vmmActive()) out.push({ id: this.vmmThreadId, name: 'VMM', vcpu: null, task: m.tasks[m.tasks.length - 1] });
+    return out;
+  }
+
+  private vmmActive(): boolean {
+    const vmm = this.machine.tasks[this.machine.tasks.length - 1];
+    return vmm.stack.length > 0 || this.machine.vmm.vmmHasWork;
+  }
+
+  taskOfThread(threadId: number): Task | undefined {
+    const m = this.machine;
+    if (threadId >= 1 && threadId <= m.cpus.length) return m.kvm.vcpus[threadId - 1].task;
+    if (threadId === this.vmmThreadId) return m.tasks[m.tasks.length - 1];
+    return undefined;
+  }
+
+  threadOfTask(t: Task | null): number {
+    return t === null || t.vcpu === null ? this.vmmThreadId : t.vcpu + 1;
+  }
+
+  private syncVmmThread(): void {
+    const active = this.vmmActive();
+    if (active !== this.vmmThreadShown) {
+      this.vmmThreadShown = active;
+      this.events.thread(active ? 'started' : 'exited', this.vmmThreadId);
+    }
+  }
+
+  shadowStack(vcpu: number): ShadowStack {
+    return this.stacks[vcpu];
+  }
+
+  /** Is this vCPU's thread showing host code (its task is not in guest mode)? */
+  inHostCode(task: Task): boolean {
+    return task.pending?.kind !== 'guest' && task.stack.length > 0;
+  }
+
+  // ---- running -------------------------------------------------------------------------------------------
+
+  /** Continues all threads, or only `threadId` (singleThread). */
+  continue(threadId: number, singleThread: boolean): void {
+    this.resume({ kind: 'continue' }, singleThread ? threadId : null);
+  }
+
+  /** next (over), stepIn (in), stepOut (out) on a thread, by instruction or by line. */
+  step(threadId: number, how: 'in' | 'over' | 'out', granularity: 'instruction' | 'line', singleThread: boolean): void {
+    const task = this.taskOfThread(threadId);
+    if (!task) throw new Error(`there is no thread ${threadId}`);
+    if (this.inHostCode(task) || task.vcpu === null) {
+      this.resume({ kind: 'host-step', task, how, depth: task.stack.length, startSteps: task.stepsTaken }, singleThread ? threadId : null);
+      return;
+    }
+    const vcpu = task.vcpu;
+    const cpu = this.machine.cpus[vcpu];
+    const startDepth = this.stacks[vcpu].depth;
+    const line = granularity === 'line' ? this.lineOf(cpu.rip) : undefined;
+    this.resume({
+      kind: 'guest-step', vcpu, how, line: granularity === 'line' && line !== undefined, startIcount: cpu.icount, startDepth, startLine: line,
+    }, singleThread ? threadId : null);
+  }
+
+  pause(): void {
+    if (this.running) this.pauseRequested = true;
+    else this.report({ reason: 'pause', threadId: 1, description: 'Paused' });
+  }
+
+  get isRunning(): boolean {
+    return this.running;
+  }
+
+  private resume(goal: Goal, onlyThread: number | null): void {
+    if (this.ended) return;
+    this.goal = goal;
+    this.pendingStop = null;
+    this.pauseRequested = false;
+    const frozen = this.machine.debug.frozen;
+    frozen.clear();
+    if (onlyThread !== null) {
+      const keep = this.taskOfThread(onlyThread);
+      for (const t of this.machine.tasks) if (t !== keep) frozen.add(t.id);
+    }
+    this.steppingVcpu = goal.kind === 'guest-step' ? goal.vcpu : -1;
+    this.stepTargetDepth = goal.kind === 'guest-step' ? (goal.how === 'out' ? goal.startDepth - 1 : goal.how === 'over' ? goal.startDepth : Infinity) : -1;
+    // a thread resumed on a breakpoint goes on past it
+    for (const cpu of this.machine.cpus) cpu.skipBreakpoint = this.breakpointAt(cpu.rip) !== undefined;
+    this.running = true;
+    this.host.defer(() => this.loop());
+  }
+
+  private loop(): void {
+    if (!this.running) return;
+    if (this.pauseRequested) {
+      this.pauseRequested = false;
+      this.report({ reason: 'pause', threadId: this.threadOfTask(this.currentTask()), description: 'Paused' });
+      return;
+    }
+    let budget = CHUNK;
+    while (budget > 0 && this.running) {
+      const before = this.machine.steps;
+      const stop = this.machine.run(budget);
+      budget -= Math.max(1, this.machine.steps - before);
+      if (this.handle(stop)) break;
+    }
+    this.flushConsole();
+    this.syncVmmThread();
+    if (this.running) this.host.defer(() => this.loop());
+  }
+
+  private currentTask(): Task | null {
+    const g = this.goal;
+    if (g.kind === 'guest-step') return this.machine.kvm.vcpus[g.vcpu].task;
+    if (g.kind === 'host-step') return g.task;
+    return null;
+  }
+
+  /** Acts on why the machine returned; true when the run is over (stopped or ended). */
+  private handle(stop: StopReason): boolean {
+    switch (stop.kind) {
+      case 'budget':
+        return false;
+      case 'end':
+        this.end(stop.status);
+        return true;
+      case 'breakpoint':
+        return this.onBreakpoint(stop.vcpu);
+      case 'function':
+        this.report({
+          reason: 'function breakpoint', threadId: this.threadOfTask(stop.task), description: `Paused on entry to ${stop.fn}`,
+          hitBreakpointIds: this.functionBps.has(stop.fn) ? [this.functionBps.get(stop.fn)!] : [],
+        });
+        return true;
+      case 'frozen':
+        this.report({ reason: 'pause', threadId: this.threadOfTask(this.currentTask()), description: this.frozenDescription() });
+        return true;
+      case 'debug': {
+        const s = this.pendingStop ?? this.goalStop(stop.task);
+        if (!s) return false;
+        this.report(s);
+        return true;
+      }
+    }
+  }
+
+  private goalStop(task: Task | null): Stop | null {
+    const g = this.goal;
+    if (g.kind === 'guest-step') return { reason: 'step', threadId: g.vcpu + 1, description: 'Stepped' };
+    if (g.kind === 'host-step') return { reason: 'step', threadId: this.threadOfTask(g.task), description: 'Stepped' };
+    if (g.kind === 'action') return { reason: 'pause', threadId: this.threadOfTask(task), description: 'Paused after the console command' };
+    return null;
+  }
+
+  /** Ends the session the way `avic run` ends. */
+  private end(status: string): void {
+    this.running = false;
+    this.ended = true;
+    this.flushConsole();
+    const m = this.machine;
+    for (const e of m.errors) this.events.output(`${this.launched.program}: ${e}\n`, 'stderr');
+    const code = status === 'error' ? 1 : status === 'done' && m.violations.length === 0 ? 0 : 2;
+    const summary = `avic: ${status}: ${m.steps} steps, ${m.instructions} instructions` +
+      m.violations.map((v) => `\navic: violation ${v.kind} (vCPU ${v.vcpu ?? 'VMM'}, event ${v.seq}): ${v.message}`).join('');
+    this.events.exited(code, summary);
+  }
+
+  private report(s: Stop): void {
+    this.running = false;
+    this.pendingStop = null;
+    this.lastStop = s;
+    this.flushConsole();
+    this.syncVmmThread();
+    this.events.stopped(s);
+  }
+
+  get stopInfo(): Stop | null {
+    return this.lastStop;
+  }
+
+  private flushConsole(): void {
+    if (this.consoleBuffer.length === 0) return;
+    let s = '';
+    for (const b of this.consoleBuffer) s += String.fromCharCode(b);
+    this.consoleBuffer = [];
+    this.events.output(s, 'stdout');
+  }
+
+  private frozenDescription(): string {
+    const waits: string[] = [];
+    for (const t of this.machine.tasks) {
+      const p = t.pending;
+      if (p?.kind !== 'wait' || p.until() || this.machine.debug.frozen.has(t.id)) continue;
+      const holders = p.holders().map((h) => h.name);
+      waits.push(`${t.name} waits for ${p.what}${holders.length ? `, held by ${holders.join(', ')}` : ''} (frozen)`);
+    }
+    return waits.length > 0 ? `Paused: ${waits.join('; ')}` : 'Paused: the thread cannot go on while the other threads are frozen';
+  }
+
+  // ---- stepping ----------------------------------------------------------------------------------------
+
+  /** how many guest instructions a vCPU may run in one burst while stepping */
+  private guestLimit(vcpu: number): number {
+    if (vcpu !== this.steppingVcpu) return Infinity;
+    const g = this.goal;
+    if (g.kind !== 'guest-step') return Infinity;
+    const cpu = this.machine.cpus[vcpu];
+    if (!g.line && g.how === 'in') return cpu.icount > g.startIcount ? 0 : 1;
+    // inside a call that a `next` or `stepOut` steps over, run freely: the return stops it
+    return this.stacks[vcpu].depth > this.stepTargetDepth ? Infinity : 1;
+  }
+
+  /** the run's goal reached (checked after every host step and guest burst) */
+  private goalReached(): boolean {
+    const g = this.goal;
+    const m = this.machine;
+    switch (g.kind) {
+      case 'continue':
+        return false;
+      case 'action':
+        return g.done();
+      case 'host-step': {
+        const t = g.task;
+        if (t.stepsTaken === g.startSteps) return false;
+        if (t.finished || t.pending?.kind === 'guest') return true;
+        if (g.how === 'in') return true;
+        return g.how === 'over' ? t.stack.length <= g.depth : t.stack.length < g.depth;
+      }
+      case 'guest-step': {
+        const v = m.kvm.vcpus[g.vcpu];
+        const cpu = v.cpu;
+        if (cpu.icount === g.startIcount) return false;
+        // the instruction has retired; wait until the vCPU is about to run guest code again (or cannot)
+        const pending = v.task.pending;
+        const settled = pending?.kind === 'guest' || v.task.finished || (pending?.kind === 'wait' && !pending.until());
+        if (!settled) return false;
+        const depth = this.stacks[g.vcpu].depth;
+        if (depth > this.stepTargetDepth) return false;
+        if (!g.line) return true;
+        const line = this.lineOf(cpu.rip);
+        if (line === undefined) return g.how !== 'in';
+        return line !== g.startLine || depth !== g.startDepth || this.isLineStart(cpu.rip);
+      }
+    }
+  }
+
+  // ---- source lines and symbols -----------------------------------------------------------------------
+
+  lineOf(address: number): number | undefined {
+    const l = this.assembly.lines.lookup(address);
+    return l && l.file === this.launched.program ? l.line : undefined;
+  }
+
+  private isLineStart(address: number): boolean {
+    return this.assembly.lines.lookup(address)?.start === address;
+  }
+
+  /** the function (nearest non-local label at or below) containing `address` */
+  functionAt(address: number): string | undefined {
+    let best: { name: string; value: number } | undefined;
+    for (const s of this.assembly.symbols) {
+      if (s.kind !== 'label' || s.name.includes('.')) continue;
+      const v = Number(s.value);
+      if (v <= address && (!best || v > best.value)) best = { name: s.name, value: v };
+    }
+    return best?.name;
+  }
+
+  // ---- breakpoints ------------------------------------------------------------------------------------------
+
+  setSourceBreakpoints(path: string, specs: readonly SourceBreakpointSpec[]): BreakpointResult[] {
+    const program = this.launched.program;
+    const lines = this.assembly.lines;
+    const file = samePath(path, program) ? program : this.assembly.files.find((f) => samePath(f, path));
+    const results: BreakpointResult[] = [];
+    const bps: CodeBreakpoint[] = [];
+    for (const spec of specs) {
+      const id = this.nextId++;
+      if (!file) {
+        results.push({ id, verified: false, message: `${path} is not part of the program ${program}` });
+        continue;
+      }
+      // the line itself, or the next line that produced code
+      let line = spec.line;
+      let addresses = lines.addresses(file, line);
+      if (addresses.length === 0) {
+        const next = lines.linesOf(file).find((l) => l > spec.line);
+        if (next !== undefined && next - spec.line <= 20) {
+          line = next;
+          addresses = lines.addresses(file, line);
+        }
+      }
+      const error = this.checkBreakpointExtras(spec);
+      if (addresses.length === 0 || error) {
+        results.push({ id, verified: false, line: spec.line, message: error ?? `line ${spec.line} produces no code` });
+        continue;
+      }
+      bps.push({ id, kind: 'source', addresses, condition: spec.condition, hitCondition: spec.hitCondition, logMessage: spec.logMessage, log: spec.logMessage !== undefined || spec.mode === 'log', hits: 0 });
+      results.push({ id, verified: true, line });
+    }
+    this.sourceBps.set(file ?? path, bps);
+    this.applyCodeBreakpoints();
+    return results;
+  }
+
+  setInstructionBreakpoints(specs: readonly { instructionReference: string; offset?: number; condition?: string; hitCondition?: string; mode?: string }[]): BreakpointResult[] {
+    const results: BreakpointResult[] = [];
+    this.instructionBps = [];
+    for (const spec of specs) {
+      const id = this.nextId++;
+      const base = parseAddress(spec.instructionReference);
+      if (base === undefined) {
+        results.push({ id, verified: false, message: `'${spec.instructionReference}' is not an address` });
+        continue;
+      }
+      const address = base + (spec.offset ?? 0);
+      const error = this.checkBreakpointExtras(spec);
+      if (error) {
+        results.push({ id, verified: false, message: error });
+        continue;
+      }
+      this.instructionBps.push({ id, kind: 'instruction', addresses: [address], condition: spec.condition, hitCondition: spec.hitCondition, log: spec.mode === 'log', hits: 0 });
+      results.push({ id, verified: true, instructionReference: '0x' + address.toString(16), line: this.lineOf(address) });
+    }
+    this.applyCodeBreakpoints();
+    return results;
+  }
+
+  /** a condition or hit condition that cannot work, as a message */
+  private checkBreakpointExtras(spec: { condition?: string; hitCondition?: string }): string | undefined {
+    if (spec.hitCondition !== undefined && parseHitCondition(spec.hitCondition) === undefined) {
+      return `hit condition '${spec.hitCondition}': expected N, >= N, > N, == N or % N`;
+    }
+    if (spec.condition !== undefined && spec.condition.trim() !== '' && this.conditionError?.(spec.condition)) return this.conditionError(spec.condition);
+    return undefined;
+  }
+
+  /** set by the session: checks a breakpoint condition expression (returns an error message) */
+  conditionError: ((expr: string) => string | undefined) | null = null;
+  /** set by the session: evaluates a condition or a logpoint's `{expression}` on a vCPU */
+  evaluateOn: ((vcpu: number, expr: string) => { value?: bigint; text?: string; error?: string }) | null = null;
+
+  private applyCodeBreakpoints(): void {
+    const all: number[] = [];
+    for (const list of this.sourceBps.values()) for (const b of list) all.push(...b.addresses);
+    for (const b of this.instructionBps) all.push(...b.addresses);
+    this.machine.setBreakpoints(all);
+  }
+
+  private breakpointAt(address: number): CodeBreakpoint[] | undefined {
+    const out: CodeBreakpoint[] = [];
+    for (const list of this.sourceBps.values()) for (const b of list) if (b.addresses.includes(address)) out.push(b);
+    for (const b of this.instructionBps) if (b.addresses.includes(address)) out.push(b);
+    return out.length > 0 ? out : undefined;
+  }
+
+  /** An instruction breakpoint of the block cache hit: conditions, hit counts, logpoints. True when stopped. */
+  private onBreakpoint(vcpu: number): boolean {
+    const cpu = this.machine.cpus[vcpu];
+    const bps = this.breakpointAt(cpu.rip) ?? [];
+    const stopping: CodeBreakpoint[] = [];
+    for (const b of bps) {
+      if (b.condition && b.condition.trim() !== '') {
+        const r = this.evaluateOn?.(vcpu, b.condition);
+        if (r?.error) {
+          this.events.output(`breakpoint condition '${b.condition}': ${r.error}\n`, 'stderr');
+        } else if (!r?.value) continue;
+      }
+      b.hits++;
+      const hc = b.hitCondition ? parseHitCondition(b.hitCondition) : undefined;
+      if (hc && !hc(b.hits)) continue;
+      if (b.log) {
+        const text = b.logMessage !== undefined ? this.interpolate(vcpu, b.logMessage) : `vCPU ${vcpu} at ${hexAddr(cpu.rip)}`;
+        this.events.output(`${text}\n`, 'console');
+        continue;
+      }
+      stopping.push(b);
+    }
+    if (stopping.length === 0) {
+      cpu.skipBreakpoint = true;
+      return false;
+    }
+    const kind = stopping.some((b) => b.kind === 'source') ? 'breakpoint' : 'instruction breakpoint';
+    this.report({ reason: kind, threadId: vcpu + 1, description: `Paused on ${kind} at ${hexAddr(cpu.rip)}`, hitBreakpointIds: stopping.map((b) => b.id) });
+    return true;
+  }
+
+  private interpolate(vcpu: number, message: string): string {
+    return message.replace(/\{([^}]+)\}/g, (_, expr: string) => {
+      const r = this.evaluateOn?.(vcpu, expr);
+      return r?.error ? `<${r.error}>` : r?.text ?? String(r?.value ?? '');
+    });
+  }
+
+  /** Function breakpoints on modelled kernel functions; names the design lacks are unverified with the reason. */
+  setFunctionBreakpoints(names: readonly { name: string }[]): BreakpointResult[] {
+    this.functionBps.clear();
+    return names.map(({ name }) => {
+      const id = this.nextId++;
+      if (!isKernelFunction(name)) {
+        return { id, verified: false, message: `'${name}' is not a kernel function of the model (e.g. ${Object.keys(KERNEL_FUNCTIONS).slice(0, 4).join(', ')}, ...)` };
+      }
+      const lacks = designLacks(this.machine.kvm.design, name);
+      if (lacks) return { id, verified: false, message: lacks };
+      this.functionBps.set(name, id);
+      return { id, verified: true };
+    });
+  }
+
+  /** Event filters (setExceptionBreakpoints); an error for a condition that does not parse. */
+  setEventFilters(specs: readonly EventFilterSpec[]): { ok: true } | { ok: false; message: string } {
+    const next: ActiveFilter[] = [];
+    for (const s of specs) {
+      if (!isFilterId(s.filter)) return { ok: false, message: `unknown event filter '${s.filter}'` };
+      const c = compileCondition(s.filter, s.condition ?? '');
+      if (!c.ok) return { ok: false, message: `${s.filter} condition '${s.condition}': ${c.message}` };
+      next.push({ filter: s.filter, test: c.test, log: s.mode === 'log' });
+    }
+    this.filters = next;
+    // stopping on violations means going on after them, as --keep-going does
+    const stopsOnViolations = next.some((f) => f.filter === 'violation' && !f.log);
+    this.machine.keepGoing = this.launched.options.keepGoing || stopsOnViolations;
+    return { ok: true };
+  }
+
+  /** what a data breakpoint can watch, for dataBreakpointInfo */
+  dataBreakpointInfo(name: string, vcpu: number | undefined): { dataId: string | null; description: string } {
+    const n = name.trim();
+    const reason = n.replace(/^APICV_INHIBIT_REASON_/, '').replace(/^\d+ /, '');
+    const bit = (APICV_INHIBIT_NAMES as readonly string[]).indexOf(reason);
+    if (bit >= 0) return { dataId: `inhibit:${bit}`, description: `APICv inhibit ${reason} (bit ${bit}) changes` };
+    if (n === 'srcu_depth' && vcpu !== undefined) return { dataId: `srcu:${vcpu}`, description: `vCPU ${vcpu}'s srcu_depth changes` };
+    const addr = parseAddress(n);
+    if (addr !== undefined) return { dataId: `mem:${addr}:8`, description: `guest memory at ${hexAddr(addr)} (8 bytes) is written` };
+    return { dataId: null, description: `'${name}' cannot be watched: an inhibit reason, srcu_depth or a guest address can` };
+  }
+
+  /** Data breakpoints: inhibit bits, a vCPU's SRCU depth, guest-physical memory writes. */
+  setDataBreakpoints(specs: readonly DataBreakpointSpec[], translate: (vcpu: number, linear: number) => number | undefined): BreakpointResult[] {
+    this.dataBps = [];
+    const watches: { phys: number; length: number }[] = [];
+    const results = specs.map((s): BreakpointResult => {
+      const id = this.nextId++;
+      const [kind, a, b] = s.dataId.split(':');
+      if (kind === 'inhibit' || kind === 'srcu') {
+        this.dataBps.push({ id, dataId: s.dataId });
+        return { id, verified: true };
+      }
+      if (kind === 'mem') {
+        const phys = translate(0, Number(a));
+        if (phys === undefined) return { id, verified: false, message: `${hexAddr(Number(a))} is not mapped to RAM` };
+        watches.push({ phys, length: Number(b) || 1 });
+        this.dataBps.push({ id, dataId: `phys:${phys}:${Number(b) || 1}:${a}` });
+        return { id, verified: true };
+      }
+      return { id, verified: false, message: `unknown data breakpoint '${s.dataId}'` };
+    });
+    this.machine.setWriteWatches(watches);
+    return results;
+  }
+
+  private onWatchedWrite(vcpu: number, phys: number, size: number): void {
+    const bp = this.dataBps.find((d) => {
+      const [kind, p, len] = d.dataId.split(':');
+      return kind === 'phys' && phys < Number(p) + Number(len) && Number(p) < phys + size;
+    });
+    if (!bp) return;
+    const linear = Number(bp.dataId.split(':')[3]);
+    this.stopAt({ reason: 'data breakpoint', threadId: vcpu + 1, description: `vCPU ${vcpu} wrote ${hexAddr(linear)}`, hitBreakpointIds: [bp.id] });
+  }
+
+  private stopAt(s: Stop): void {
+    if (this.pendingStop === null) this.pendingStop = s;
+    this.machine.requestStop();
+  }
+
+  /** Every machine event: event filters (stop or log), data breakpoints on KVM state. */
+  private onEvent(e: MachineEvent): void {
+    if (this.filters.length > 0) {
+      const match = filterOf(e);
+      if (match) {
+        for (const f of this.filters) {
+          if (f.filter !== match.filter || !f.test(match.fields as FieldValues)) continue;
+          const line = formatTraceLine(e);
+          if (f.log) this.events.output(`${line}\n`, 'console');
+          else {
+            this.stopAt({
+              reason: 'exception', threadId: this.threadOfEvent(e), event: e, text: eventFilter(match.filter).label,
+              description: `Paused on ${eventFilter(match.filter).label}: ${line.replace(/^.*?: /, '')}`,
+            });
+          }
+          break;
+        }
+      }
+    }
+    for (const d of this.dataBps) {
+      const [kind, arg] = d.dataId.split(':');
+      if (kind === 'inhibit' && e.kind === 'inhibit-change' && e.changed && e.reason === Number(arg)) {
+        this.stopAt({ reason: 'data breakpoint', threadId: this.threadOfEvent(e), event: e, hitBreakpointIds: [d.id],
+          description: `APICv inhibit ${APICV_INHIBIT_NAMES[e.reason]} ${e.set ? 'set' : 'cleared'}: inhibits ${'0x' + e.inhibits.toString(16)}` });
+      } else if (kind === 'srcu' && (e.kind === 'srcu-lock' || e.kind === 'srcu-unlock') && !e.raw && e.vcpu === Number(arg)) {
+        this.stopAt({ reason: 'data breakpoint', threadId: this.threadOfEvent(e), event: e, hitBreakpointIds: [d.id],
+          description: `vCPU ${arg}'s srcu_depth is now ${e.depth} (${e.kind === 'srcu-lock' ? 'kvm_vcpu_srcu_read_lock' : 'kvm_vcpu_srcu_read_unlock'})` });
+      }
+    }
+  }
+
+  private threadOfEvent(e: MachineEvent): number {
+    return e.vcpu === null ? this.vmmThreadId : e.vcpu + 1;
+  }
+
+  // ---- debugger actions (console commands, writes) ------------------------------------------------------
+
+  /**
+   * Runs host code queued with the VMM (`queue` returns the queued action) until it finishes,
+   * with the other threads frozen; if it must wait on a frozen thread, says what it waits for
+   * and leaves it queued (it runs when execution resumes).
+   */
+  runAction(target: number | null, isDone: () => boolean): string | undefined {
+    const m = this.machine;
+    const runner = target === null ? m.tasks[m.tasks.length - 1] : m.kvm.vcpus[target].task;
+    this.goal = { kind: 'action', done: isDone };
+    const frozen = m.debug.frozen;
+    frozen.clear();
+    for (const t of m.tasks) if (t !== runner) frozen.add(t.id);
+    let message: string | undefined;
+    for (let i = 0; i < 100 && !isDone(); i++) {
+      const stop = m.run(100_000);
+      if (stop.kind === 'frozen') {
+        message = this.frozenDescription();
+        break;
+      }
+      if (stop.kind === 'end') {
+        this.end(stop.status);
+        break;
+      }
+      if (stop.kind === 'breakpoint') m.cpus[stop.vcpu].skipBreakpoint = true;
+      if (stop.kind === 'function') continue;
+    }
+    frozen.clear();
+    this.goal = { kind: 'continue' };
+    this.pendingStop = null;
+    this.flushConsole();
+    this.syncVmmThread();
+    this.events.stateChanged();
+    if (!isDone() && message === undefined) message = 'the command did not finish';
+    return message;
+  }
+}
+
+// ---- helpers ---------------------------------------------------------------------------------------------
+
+export function hexAddr(a: number): string {
+  return '0x' + a.toString(16);
+}
+
+export function parseAddress(text: string): number | undefined {
+  const t = text.trim();
+  if (!/^(0x[0-9a-f]+|\d+)$/i.test(t)) return undefined;
+  const v = Number(t);
+  return Number.isSafeInteger(v) ? v : undefined;
+}
+
+function parseHitCondition(text: string): ((hits: number) => boolean) | undefined {
+  const m = /^\s*(>=|>|==|%)?\s*(\d+)\s*$/.exec(text);
+  if (!m) return undefined;
+  const n = Number(m[2]);
+  switch (m[1]) {
+    case '>': return (h) => h > n;
+    case '==': return (h) => h === n;
+    case '%': return (h) => n > 0 && h % n === 0;
+    default: return (h) => h >= n;
+  }
+}
+
+function normalize(p: string): string {
+  const parts: string[] = [];
+  for (const seg of p.replace(/\\/g, '/').split('/')) {
+    if (seg === '' || seg === '.') continue;
+    if (seg === '..') parts.pop();
+    else parts.push(seg);
+  }
+  return (p.startsWith('/') ? '/' : '') + parts.join('/');
+}
+
+function samePath(a: string, b: string): boolean {
+  return normalize(a) === normalize(b);
+}
+
+export { KERNEL_FUNCTIONS };
