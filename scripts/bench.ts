@@ -7,6 +7,7 @@
 //   guest_mips_64_vcpus          64 vCPUs each running the loop, aggregate
 //   bochs_mips, qemu_tcg_mips, kvm_mips   the peers on the same loop (scripts/peers); null + reasons
 //   asm_lines_per_s, asm_cli_cold_ms, nasm_cli_cold_ms   the assembler and its reference
+//   dap_*                        the debug adapter over stdio (scripts/bench-dap.ts)
 
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -15,6 +16,7 @@ import { join } from 'node:path';
 import { assemble } from '../src/asm/assembler';
 import { DEFAULT_OPTIONS, Machine } from '../src/machine/machine';
 import { corpusSource, FIRST_LINE, generateCorpus } from '../test/asm/corpus';
+import { measureDap } from './bench-dap';
 import { expectedChecksum, INSTRUCTIONS_PER_ITERATION, loopImage, machineInfo, measurePeers } from './peers/peers';
 
 const ROOT = join(__dirname, '..');
@@ -115,6 +117,8 @@ if (withPeers) peers = measurePeers();
 else for (const k of ['bochs_mips', 'qemu_tcg_mips', 'kvm_mips']) reasons[k] = 'not measured (--no-peers)';
 Object.assign(reasons, peers?.reasons ?? {});
 
+void (async () => {
+const dap = await measureDap(ROOT);
 const round = (x: number | null | undefined) => (x === null || x === undefined ? null : Math.round(x * 10) / 10);
 const result = {
   guest_mips: round(single.mips),
@@ -126,6 +130,7 @@ const result = {
   asm_lines_per_s: asmLinesPerS,
   asm_cli_cold_ms: cli && Math.round(cli),
   nasm_cli_cold_ms: nasm && Math.round(nasm),
+  ...dap,
   reasons,
   machine: machineInfo(),
 };
@@ -143,5 +148,10 @@ else {
   row('kvm_mips', result.kvm_mips, `guest_mips / kvm_mips = ${ratio(result.guest_mips, result.kvm_mips)} (native, CPL3)`);
   row('asm_lines_per_s', result.asm_lines_per_s);
   row('asm_cli_cold_ms', result.asm_cli_cold_ms, `nasm: ${result.nasm_cli_cold_ms ?? 'n/a'} ms`);
+  row('dap_launch_to_stop_ms', result.dap_launch_to_stop_ms, 'launch to the first stop over stdio, median of 5 (target < 300 ms)');
+  row('dap_step_p50_ms_1_vcpu', result.dap_step_p50_ms_1_vcpu, `p99 ${result.dap_step_p99_ms_1_vcpu} ms (instruction step round trip)`);
+  row('dap_step_p50_ms_64_vcpus', result.dap_step_p50_ms_64_vcpus, `p99 ${result.dap_step_p99_ms_64_vcpus} ms (target p99 < 10 ms)`);
+  row('dap_continue_mips', result.dap_continue_mips, `${ratio(result.dap_continue_mips, result.plain_run_mips_same_program)} of the plain run of the same program (${result.plain_run_mips_same_program} M/s): a continue to a breakpoint 10^8 instructions away`);
   for (const [k, v] of Object.entries(reasons)) console.log(`${k}: ${v}`);
 }
+})();

@@ -40,7 +40,11 @@ const common = {
 
 await Promise.all([
   esbuild.build({ ...common, entryPoints: ['src/extension/extension.ts'], platform: 'node', target: 'node20', outfile: 'dist/extension.js' }),
-  esbuild.build({ ...common, entryPoints: ['src/extension/web-extension.ts'], platform: 'browser', target: 'es2022', outfile: 'dist/web/extension.js' }),
+  // the debug adapter library needs Node's `events` (the npm `events` package, its browser port, resolves it) and `url`
+  esbuild.build({
+    ...common, entryPoints: ['src/extension/web-extension.ts'], platform: 'browser', target: 'es2022', outfile: 'dist/web/extension.js',
+    alias: { url: './src/extension/web-shims/url.ts' },
+  }),
   esbuild.build({ ...common, entryPoints: ['src/cli/main.ts'], platform: 'node', target: 'node20', outfile: 'dist/cli.js' }),
   esbuild.build({ ...common, entryPoints: ['src/cli/dap-main.ts'], platform: 'node', target: 'node20', outfile: 'dist/dap.js' }),
 ]);

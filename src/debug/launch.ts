@@ -7,6 +7,7 @@ import { assemble, type AssembleResult } from '../asm/assembler';
 import { formatDiagnostic } from '../asm/diagnostics';
 import type { FileReader } from '../asm/preprocessor';
 import { DESIGN_NAMES, isDesignName } from '../machine/kvm/design';
+import { AVIC_MAX_PHYSICAL_ID } from '../machine/kvm/svm/avic';
 import { parseHostAction } from '../machine/kvm/userspace';
 import { DEFAULT_OPTIONS, MAX_VCPUS, type MachineOptions } from '../machine/machine';
 import { applyRunFlags, findRunLine, OptionError, parseRunLine } from '../machine/run-options';
@@ -89,6 +90,13 @@ export function applyLaunchAttributes(base: MachineOptions, a: LaunchArguments):
   return o;
 }
 
+/** KVM_CREATE_VCPU fails above AVIC_MAX_PHYSICAL_ID under AVIC without x2AVIC (the machine would throw). */
+function checkVcpuLimit(o: MachineOptions): void {
+  if (o.avic && !o.x2avic && o.vcpus > AVIC_MAX_PHYSICAL_ID + 1) {
+    throw new LaunchError(`launch attribute 'vcpus': ${o.vcpus} vCPUs, but AVIC without x2AVIC (avic true, x2avic false) allows at most ${AVIC_MAX_PHYSICAL_ID + 1}`);
+  }
+}
+
 /** Reads, assembles and configures the program; throws LaunchError with the message the client shows. */
 export function prepareLaunch(a: LaunchArguments, reader: FileReader, includeDir: string | undefined): Launched {
   if (typeof a.program !== 'string' || a.program === '') throw new LaunchError(`launch attribute 'program': the path of a .vasm program is required`);
@@ -109,6 +117,7 @@ export function prepareLaunch(a: LaunchArguments, reader: FileReader, includeDir
     }
   }
   options = applyLaunchAttributes(options, a);
+  checkVcpuLimit(options);
   const stopOnEntry = bool('stopOnEntry', a.stopOnEntry) ?? false;
   return { program, assembly, options, stopOnEntry };
 }

@@ -9,7 +9,8 @@ import type { AssembleResult } from '../asm/assembler';
 import type { FileReader } from '../asm/preprocessor';
 import type { MachineEvent } from '../machine/events';
 import { APICV_INHIBIT_NAMES, type KvmVcpu } from '../machine/kvm/kvm_host';
-import type { Task } from '../machine/kvm/task';
+import { kfn, type Task } from '../machine/kvm/task';
+import { kvm_apic_get_state, kvm_apic_set_state } from '../machine/kvm/lapic';
 import { Machine, type StopReason } from '../machine/machine';
 import { formatTraceLine } from '../machine/trace';
 import { compileCondition, eventFilter, filterOf, type FieldValues, type FilterId, isFilterId } from './conditions';
@@ -65,6 +66,11 @@ export interface BreakpointResult {
   readonly instructionReference?: string;
 }
 
+export interface SourceLine {
+  readonly path: string;
+  readonly line: number;
+}
+
 export interface EventFilterSpec {
   readonly filter: string;
   readonly condition?: string;
@@ -99,8 +105,9 @@ interface ActiveFilter {
 type Goal =
   | { readonly kind: 'continue' }
   | { readonly kind: 'guest-step'; readonly vcpu: number; readonly how: 'in' | 'over' | 'out'; readonly line: boolean;
-      readonly startIcount: number; readonly startDepth: number; readonly startLine: number | undefined }
-  | { readonly kind: 'host-step'; readonly task: Task; readonly how: 'in' | 'over' | 'out'; readonly depth: number; readonly startSteps: number }
+      readonly startIcount: number; readonly startDepth: number; readonly startLine: SourceLine | undefined }
+  | { readonly kind: 'host-step'; readonly task: Task; readonly how: 'in' | 'over' | 'out'; readonly depth: number; readonly frame: number | undefined;
+      readonly startSteps: number }
   | { readonly kind: 'action'; readonly done: () => boolean };
 
 /** guest instructions and host steps per chunk between yields to the request loop */
@@ -116,6 +123,8 @@ export class AvicRuntime {
   private readonly functionBps = new Map<string, number>();
   private filters: ActiveFilter[] = [];
   private dataBps: { id: number; dataId: string }[] = [];
+  /** inhibit bits a data breakpoint saw change (the tracepoint), until the word holds the new value */
+  private inhibitStores: { bit: number; set: boolean; stop: Stop }[] = [];
   private goal: Goal = { kind: 'continue' };
   private running = false;
   private pauseRequested = false;
@@ -125,6 +134,8 @@ export class AvicRuntime {
   private vmmThreadShown = false;
   private consoleBuffer: number[] = [];
   private steppingVcpu = -1;
+  /** the thread a `singleThread` request resumed (the others are frozen) */
+  private onlyThread: number | null = null;
   private stepTargetDepth = -1;
 
   constructor(private readonly host: RuntimeHost, private readonly events: RuntimeEvents) {}
@@ -140,6 +151,7 @@ export class AvicRuntime {
     this.stacks = m.cpus.map((cpu) => {
       const s = new ShadowStack();
       cpu.calls = s;
+      s.onReturn = (c, depth) => this.onGuestReturn(c.index, depth);
       return s;
     });
     for (const t of m.tasks) t.breakOnEntry = (fn) => this.functionBps.has(fn);
@@ -147,7 +159,7 @@ export class AvicRuntime {
     m.log.onEvent((e) => this.onEvent(e));
     m.debug.onWatchedWrite = (vcpu, phys, size) => this.onWatchedWrite(vcpu, phys, size);
     m.debug.guestLimit = (vcpu) => this.guestLimit(vcpu);
-    m.debug.shouldStop = () => this.goalReached();
+    m.debug.shouldStop = () => this.inhibitStored() || this.goalReached();
     this.setEventFilters([{ filter: 'violation' }]);
   }
 
@@ -161,7 +173,7 @@ export class AvicRuntime {
 
   /** After configurationDone: stop on entry, or run. */
   start(): void {
-    if (this.launched.stopOnEntry) this.report({ reason: 'entry', threadId: 1, description: 'Paused on entry: every vCPU at _start' });
+    if (this.launched.stopOnEntry) this.report({ reason: 'entry', threadId: 1, description: 'Paused on entry' });
     else this.resume({ kind: 'continue' }, null);
   }
 
@@ -187,7 +199,7 @@ export class AvicRuntime {
   taskOfThread(threadId: number): Task | undefined {
     const m = this.machine;
     if (threadId >= 1 && threadId <= m.cpus.length) return m.kvm.vcpus[threadId - 1].task;
-    if (threadId === this.vmmThreadId) return m.tasks[m.tasks.length - 1];
+    if (threadId === this.vmmThreadId && this.vmmActive()) return m.tasks[m.tasks.length - 1];
     return undefined;
   }
 
@@ -223,14 +235,20 @@ export class AvicRuntime {
   step(threadId: number, how: 'in' | 'over' | 'out', granularity: 'instruction' | 'line', singleThread: boolean): void {
     const task = this.taskOfThread(threadId);
     if (!task) throw new Error(`there is no thread ${threadId}`);
+    if (task.finished) {
+      // a vCPU that wrote PORT_DONE never runs again: nothing to wait for
+      this.report({ reason: 'step', threadId, description: `vCPU ${task.vcpu} is done: it does not run any more` });
+      return;
+    }
     if (this.inHostCode(task) || task.vcpu === null) {
-      this.resume({ kind: 'host-step', task, how, depth: task.stack.length, startSteps: task.stepsTaken }, singleThread ? threadId : null);
+      const depth = task.stack.length;
+      this.resume({ kind: 'host-step', task, how, depth, frame: task.frames[depth - 1], startSteps: task.stepsTaken }, singleThread ? threadId : null);
       return;
     }
     const vcpu = task.vcpu;
     const cpu = this.machine.cpus[vcpu];
     const startDepth = this.stacks[vcpu].depth;
-    const line = granularity === 'line' ? this.lineOf(cpu.rip) : undefined;
+    const line = granularity === 'line' ? this.sourceOf(cpu.rip) : undefined;
     this.resume({
       kind: 'guest-step', vcpu, how, line: granularity === 'line' && line !== undefined, startIcount: cpu.icount, startDepth, startLine: line,
     }, singleThread ? threadId : null);
@@ -250,6 +268,9 @@ export class AvicRuntime {
     this.goal = goal;
     this.pendingStop = null;
     this.pauseRequested = false;
+    // a turn begun with other threads frozen does not carry over into a run without (and back)
+    if (onlyThread !== null || this.onlyThread !== null) this.machine.forgetTurn();
+    this.onlyThread = onlyThread;
     const frozen = this.machine.debug.frozen;
     frozen.clear();
     if (onlyThread !== null) {
@@ -268,7 +289,7 @@ export class AvicRuntime {
     if (!this.running) return;
     if (this.pauseRequested) {
       this.pauseRequested = false;
-      this.report({ reason: 'pause', threadId: this.threadOfTask(this.currentTask()), description: 'Paused' });
+      this.report({ reason: 'pause', threadId: this.focusThread(), description: 'Paused' });
       return;
     }
     let budget = CHUNK;
@@ -283,11 +304,12 @@ export class AvicRuntime {
     if (this.running) this.host.defer(() => this.loop());
   }
 
-  private currentTask(): Task | null {
+  /** the thread a stop no event caused belongs to: the stepping thread, the one resumed alone, else vCPU 0's */
+  private focusThread(): number {
     const g = this.goal;
-    if (g.kind === 'guest-step') return this.machine.kvm.vcpus[g.vcpu].task;
-    if (g.kind === 'host-step') return g.task;
-    return null;
+    if (g.kind === 'guest-step') return g.vcpu + 1;
+    if (g.kind === 'host-step') return this.threadOfTask(g.task);
+    return this.onlyThread ?? 1;
   }
 
   /** Acts on why the machine returned; true when the run is over (stopped or ended). */
@@ -307,7 +329,7 @@ export class AvicRuntime {
         });
         return true;
       case 'frozen':
-        this.report({ reason: 'pause', threadId: this.threadOfTask(this.currentTask()), description: this.frozenDescription() });
+        this.report({ reason: 'pause', threadId: this.focusThread(), description: this.frozenDescription() });
         return true;
       case 'debug': {
         const s = this.pendingStop ?? this.goalStop(stop.task);
@@ -339,13 +361,20 @@ export class AvicRuntime {
     this.events.exited(code, summary);
   }
 
-  private report(s: Stop): void {
+  private report(stop: Stop): void {
     this.running = false;
     this.pendingStop = null;
+    const s = this.onLiveThread(stop);
     this.lastStop = s;
     this.flushConsole();
     this.syncVmmThread();
     this.events.stopped(s);
+  }
+
+  /** a stop on the VMM thread once its task ran out of work belongs to vCPU 0's thread (the VMM thread is gone) */
+  private onLiveThread(s: Stop): Stop {
+    if (s.threadId !== this.vmmThreadId || this.vmmActive()) return s;
+    return { ...s, threadId: 1, description: `${s.description} (the VMM task has finished its work)` };
   }
 
   get stopInfo(): Stop | null {
@@ -384,6 +413,11 @@ export class AvicRuntime {
     return this.stacks[vcpu].depth > this.stepTargetDepth ? Infinity : 1;
   }
 
+  /** a `next` or `stepOut` ran freely inside a call: the return to its depth ends the burst */
+  private onGuestReturn(vcpu: number, depth: number): void {
+    if (vcpu === this.steppingVcpu && depth <= this.stepTargetDepth) this.machine.cpus[vcpu].requestStop();
+  }
+
   /** the run's goal reached (checked after every host step and guest burst) */
   private goalReached(): boolean {
     const g = this.goal;
@@ -398,7 +432,9 @@ export class AvicRuntime {
         if (t.stepsTaken === g.startSteps) return false;
         if (t.finished || t.pending?.kind === 'guest') return true;
         if (g.how === 'in') return true;
-        return g.how === 'over' ? t.stack.length <= g.depth : t.stack.length < g.depth;
+        // the stepped frame returned (a later call at its depth is another frame): in its caller
+        if (t.frames[g.depth - 1] !== g.frame) return true;
+        return g.how === 'over' && t.stack.length === g.depth;
       }
       case 'guest-step': {
         const v = m.kvm.vcpus[g.vcpu];
@@ -411,18 +447,25 @@ export class AvicRuntime {
         const depth = this.stacks[g.vcpu].depth;
         if (depth > this.stepTargetDepth) return false;
         if (!g.line) return true;
-        const line = this.lineOf(cpu.rip);
+        const line = this.sourceOf(cpu.rip);
         if (line === undefined) return g.how !== 'in';
-        return line !== g.startLine || depth !== g.startDepth || this.isLineStart(cpu.rip);
+        return !sameLine(line, g.startLine) || depth !== g.startDepth || this.isLineStart(cpu.rip);
       }
     }
   }
 
   // ---- source lines and symbols -----------------------------------------------------------------------
 
-  lineOf(address: number): number | undefined {
+  /** where the code at an address comes from: the program or a file it includes */
+  sourceOf(address: number): SourceLine | undefined {
     const l = this.assembly.lines.lookup(address);
-    return l && l.file === this.launched.program ? l.line : undefined;
+    return l ? { path: l.file, line: l.line } : undefined;
+  }
+
+  /** the line of an address in the program itself */
+  lineOf(address: number): number | undefined {
+    const l = this.sourceOf(address);
+    return l && l.path === this.launched.program ? l.line : undefined;
   }
 
   private isLineStart(address: number): boolean {
@@ -597,21 +640,26 @@ export class AvicRuntime {
     return { ok: true };
   }
 
-  /** what a data breakpoint can watch, for dataBreakpointInfo */
-  dataBreakpointInfo(name: string, vcpu: number | undefined): { dataId: string | null; description: string } {
+  /** what a data breakpoint can watch, for dataBreakpointInfo; `bytes` is the size watched at an address or label */
+  dataBreakpointInfo(name: string, vcpu: number | undefined, bytes = 8): { dataId: string | null; description: string } {
     const n = name.trim();
     const reason = n.replace(/^APICV_INHIBIT_REASON_/, '').replace(/^\d+ /, '');
     const bit = (APICV_INHIBIT_NAMES as readonly string[]).indexOf(reason);
     if (bit >= 0) return { dataId: `inhibit:${bit}`, description: `APICv inhibit ${reason} (bit ${bit}) changes` };
     if (n === 'srcu_depth' && vcpu !== undefined) return { dataId: `srcu:${vcpu}`, description: `vCPU ${vcpu}'s srcu_depth changes` };
-    const addr = parseAddress(n);
-    if (addr !== undefined) return { dataId: `mem:${addr}:8`, description: `guest memory at ${hexAddr(addr)} (8 bytes) is written` };
-    return { dataId: null, description: `'${name}' cannot be watched: an inhibit reason, srcu_depth or a guest address can` };
+    const label = this.assembly.symbols.find((s) => s.kind === 'label' && s.name === n);
+    const addr = parseAddress(n) ?? (label ? Number(label.value) : undefined);
+    if (addr !== undefined) {
+      const what = label ? `${n} (${hexAddr(addr)})` : hexAddr(addr);
+      return { dataId: `mem:${addr}:${bytes}`, description: `guest memory at ${what}, ${bytes} bytes, is written` };
+    }
+    return { dataId: null, description: `'${name}' cannot be watched: an inhibit reason, srcu_depth, a label or a guest address can` };
   }
 
   /** Data breakpoints: inhibit bits, a vCPU's SRCU depth, guest-physical memory writes. */
   setDataBreakpoints(specs: readonly DataBreakpointSpec[], translate: (vcpu: number, linear: number) => number | undefined): BreakpointResult[] {
     this.dataBps = [];
+    this.inhibitStores = [];
     const watches: { phys: number; length: number }[] = [];
     const results = specs.map((s): BreakpointResult => {
       const id = this.nextId++;
@@ -643,6 +691,16 @@ export class AvicRuntime {
     this.stopAt({ reason: 'data breakpoint', threadId: vcpu + 1, description: `vCPU ${vcpu} wrote ${hexAddr(linear)}`, hitBreakpointIds: [bp.id] });
   }
 
+  /** a watched inhibit bit changed in the word: its stop, taken at the first preemption point (shouldStop) */
+  private inhibitStored(): boolean {
+    const word = this.machine.kvm.arch.apicv_inhibit_reasons;
+    const i = this.inhibitStores.findIndex((w) => ((word >>> w.bit) & 1) === (w.set ? 1 : 0));
+    if (i < 0) return false;
+    const [hit] = this.inhibitStores.splice(i, 1);
+    if (this.pendingStop === null) this.pendingStop = hit.stop;
+    return true;
+  }
+
   private stopAt(s: Stop): void {
     if (this.pendingStop === null) this.pendingStop = s;
     this.machine.requestStop();
@@ -670,8 +728,12 @@ export class AvicRuntime {
     for (const d of this.dataBps) {
       const [kind, arg] = d.dataId.split(':');
       if (kind === 'inhibit' && e.kind === 'inhibit-change' && e.changed && e.reason === Number(arg)) {
-        this.stopAt({ reason: 'data breakpoint', threadId: this.threadOfEvent(e), event: e, hitBreakpointIds: [d.id],
-          description: `APICv inhibit ${APICV_INHIBIT_NAMES[e.reason]} ${e.set ? 'set' : 'cleared'}: inhibits ${'0x' + e.inhibits.toString(16)}` });
+        // the kernel stores the word after kvm_make_all_cpus_request: stop once the bit has its new value
+        this.inhibitStores.push({
+          bit: e.reason, set: e.set,
+          stop: { reason: 'data breakpoint', threadId: this.threadOfEvent(e), event: e, hitBreakpointIds: [d.id],
+            description: `APICv inhibit ${APICV_INHIBIT_NAMES[e.reason]} ${e.set ? 'set' : 'cleared'}: inhibits ${'0x' + e.inhibits.toString(16)}` },
+        });
       } else if (kind === 'srcu' && (e.kind === 'srcu-lock' || e.kind === 'srcu-unlock') && !e.raw && e.vcpu === Number(arg)) {
         this.stopAt({ reason: 'data breakpoint', threadId: this.threadOfEvent(e), event: e, hitBreakpointIds: [d.id],
           description: `vCPU ${arg}'s srcu_depth is now ${e.depth} (${e.kind === 'srcu-lock' ? 'kvm_vcpu_srcu_read_lock' : 'kvm_vcpu_srcu_read_unlock'})` });
@@ -684,6 +746,27 @@ export class AvicRuntime {
   }
 
   // ---- debugger actions (console commands, writes) ------------------------------------------------------
+
+  /**
+   * A debugger write of one APIC register: KVM_GET_LAPIC, the register changed, KVM_SET_LAPIC, in
+   * the vCPU's own thread (it leaves KVM_RUN first), logged as a host action.
+   */
+  setApicRegister(vcpu: number, offset: number, value: number): string | undefined {
+    const m = this.machine;
+    const v = m.kvm.vcpus[vcpu];
+    const text = `set APIC register 0x${offset.toString(16)} = 0x${(value >>> 0).toString(16)}`;
+    const spec = { trigger: { kind: 'step' as const, step: m.steps }, action: 'console' as const, arg: text, vcpu, text };
+    const q = m.vmm.queue(m.tasks[m.tasks.length - 1], spec, null, null, (t) => kfn(t, 'kvm_vcpu_ioctl', () => kfn(t, 'kvm_arch_vcpu_ioctl', () =>
+      kfn(t, 'kvm_vcpu_ioctl_set_lapic', () => {
+        const state = kvm_apic_get_state(v);
+        new DataView(state.buffer).setUint32(offset, value >>> 0, true);
+        return kvm_apic_set_state(t, v, state);
+      }))));
+    const waiting = this.runAction(vcpu, () => q.done);
+    if (waiting) return `queued: it runs when execution resumes. ${waiting}`;
+    return q.error;
+  }
+
 
   /**
    * Runs host code queued with the VMM (`queue` returns the queued action) until it finishes,
@@ -745,6 +828,10 @@ function parseHitCondition(text: string): ((hits: number) => boolean) | undefine
     case '%': return (h) => n > 0 && h % n === 0;
     default: return (h) => h >= n;
   }
+}
+
+function sameLine(a: SourceLine, b: SourceLine | undefined): boolean {
+  return a.line === b?.line && a.path === b.path;
 }
 
 function normalize(p: string): string {

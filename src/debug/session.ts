@@ -28,7 +28,8 @@ export class AvicDebugSession extends DebugSession {
   private readonly runtime: AvicRuntime;
   private readonly frames = new Handles<FrameRef>();
   private readonly vars = new Handles<() => VarNode[]>();
-  private readonly setters = new Map<string, (text: string) => string | undefined>();
+  /** the vCPU whose state a variables reference shows (null: the VM) */
+  private readonly varVcpus = new Map<number, number | null>();
   private stateSeq = 0;
   private launched = false;
 
@@ -60,7 +61,7 @@ export class AvicDebugSession extends DebugSession {
   private onStopped(s: Stop): void {
     this.frames.reset();
     this.vars.reset();
-    this.setters.clear();
+    this.varVcpus.clear();
     const e = new StoppedEvent(s.reason, s.threadId, s.text) as DebugProtocol.StoppedEvent;
     e.body.description = s.description;
     e.body.allThreadsStopped = true;
@@ -136,7 +137,7 @@ export class AvicDebugSession extends DebugSession {
 
   protected override launchRequest(response: DebugProtocol.LaunchResponse, args: DebugProtocol.LaunchRequestArguments): void {
     try {
-      this.runtime.launch(args as never);
+      this.runtime.launch((args ?? {}) as never); // a client may send no arguments at all
     } catch (e) {
       if (e instanceof LaunchError || e instanceof RangeError) {
         this.sendErrorResponse(response, { id: 1001, format: e.message.replace(/\{/g, '(').replace(/\}/g, ')'), showUser: true });
@@ -158,6 +159,7 @@ export class AvicDebugSession extends DebugSession {
   protected override disconnectRequest(response: DebugProtocol.DisconnectResponse): void {
     if (this.launched && this.runtime.isRunning) this.runtime.pause();
     this.sendResponse(response);
+    this.shutdown(); // a stand-alone adapter exits (ignored in server mode and inline)
   }
 
   protected override terminateRequest(response: DebugProtocol.TerminateResponse): void {
@@ -260,11 +262,10 @@ export class AvicDebugSession extends DebugSession {
   protected override dataBreakpointInfoRequest(response: DebugProtocol.DataBreakpointInfoResponse, args: DebugProtocol.DataBreakpointInfoArguments): void {
     if (!this.launched) return this.fail(response, 'the program has not been launched');
     const frame = args.frameId !== undefined ? this.frames.get(args.frameId) : undefined;
-    const name = args.asAddress ? args.name : args.name;
-    const info = this.runtime.dataBreakpointInfo(name, frame?.vcpu ?? undefined);
+    const vcpu = frame ? frame.vcpu : args.variablesReference !== undefined ? this.varVcpus.get(args.variablesReference) : undefined;
     const bytes = (args as { bytes?: number }).bytes;
-    const dataId = info.dataId?.startsWith('mem:') && bytes ? info.dataId.replace(/:8$/, `:${bytes}`) : info.dataId;
-    response.body = { dataId, description: info.description, accessTypes: ['write'], canPersist: false };
+    const info = this.runtime.dataBreakpointInfo(args.name, vcpu ?? undefined, bytes && bytes > 0 ? bytes : undefined);
+    response.body = { dataId: info.dataId, description: info.description, accessTypes: ['write'], canPersist: false };
     this.sendResponse(response);
   }
 
@@ -311,10 +312,10 @@ export class AvicDebugSession extends DebugSession {
       const calls = rt.shadowStack(task.vcpu).calls;
       const locations = [cpu.rip, ...[...calls].reverse().map((c) => c.from)];
       for (const address of locations) {
-        const line = rt.lineOf(address);
+        const at = rt.sourceOf(address);
         const name = rt.functionAt(address) ?? hexAddr(address);
-        const src = line !== undefined ? new Source(basename(rt.launched.program), rt.launched.program) : undefined;
-        const f = new StackFrame(this.frames.create(ref), name, src, line ?? 0, 1) as DebugProtocol.StackFrame;
+        const src = at ? new Source(basename(at.path), at.path) : undefined;
+        const f = new StackFrame(this.frames.create(ref), name, src, at?.line ?? 0, 1) as DebugProtocol.StackFrame;
         f.instructionPointerReference = hexAddr(address);
         frames.push(f);
       }
@@ -334,12 +335,13 @@ export class AvicDebugSession extends DebugSession {
     const scopes: DebugProtocol.Scope[] = [];
     const add = (name: string, children: () => VarNode[], hint?: 'registers') => {
       const s = new Scope(name, this.vars.create(children), false) as DebugProtocol.Scope;
+      this.varVcpus.set(s.variablesReference, name === 'VM (KVM)' ? null : ref.vcpu);
       if (hint) s.presentationHint = hint;
       scopes.push(s);
     };
     if (vcpu) {
       add('Registers', () => registers(m, vcpu.vcpu_id), 'registers');
-      add('Local APIC', () => localApic(vcpu));
+      add('Local APIC', () => localApic(vcpu, (id, off, value) => this.runtime.setApicRegister(id, off, value)));
       add('AVIC', () => avic(vcpu));
       add('vCPU (KVM)', () => vcpuKvm(m, vcpu));
     }
@@ -355,7 +357,7 @@ export class AvicDebugSession extends DebugSession {
     response.body = {
       variables: children().map((n) => {
         const ref = n.children ? this.vars.create(n.children) : 0;
-        if (n.set) this.setters.set(`${args.variablesReference}\n${n.name}`, n.set);
+        if (ref) this.varVcpus.set(ref, this.varVcpus.get(args.variablesReference) ?? null);
         return { name: n.name, value: n.value, type: n.type, variablesReference: ref, memoryReference: n.memoryReference };
       }),
     };
@@ -364,12 +366,12 @@ export class AvicDebugSession extends DebugSession {
 
   protected override setVariableRequest(response: DebugProtocol.SetVariableResponse, args: DebugProtocol.SetVariableArguments): void {
     if (!this.needsStopped(response)) return;
-    const set = this.setters.get(`${args.variablesReference}\n${args.name}`);
-    if (!set) return this.fail(response, `'${args.name}' cannot be set (registers can)`);
-    const error = set(args.value);
-    if (error) return this.fail(response, error);
     const children = this.vars.get(args.variablesReference);
-    const now = children?.().find((n) => n.name === args.name);
+    const node = children?.().find((n) => n.name === args.name);
+    if (!node?.set) return this.fail(response, `'${args.name}' cannot be set (registers and APIC registers can)`);
+    const error = node.set(args.value);
+    if (error) return this.fail(response, error);
+    const now = children!().find((n) => n.name === args.name);
     response.body = { value: now?.value ?? args.value };
     this.sendResponse(response);
     this.runtime.machine.log.add({ kind: 'host-action', vcpu: null, rip: 0, trigger: null, action: `set ${args.name} = ${args.value}`, target: null });

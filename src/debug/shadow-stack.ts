@@ -21,6 +21,8 @@ const MAX_DEPTH = 4096;
 
 export class ShadowStack implements CallObserver {
   private readonly frames: GuestCall[] = [];
+  /** after a return, with the new depth (a step over or out stops the burst there) */
+  onReturn: ((cpu: Cpu, depth: number) => void) | null = null;
 
   call(cpu: Cpu, from: number, to: number, ret: number, interrupt: boolean): void {
     if (this.frames.length >= MAX_DEPTH) this.frames.shift(); // runaway recursion: keep the innermost
@@ -28,8 +30,12 @@ export class ShadowStack implements CallObserver {
   }
 
   ret(cpu: Cpu, to: number): void {
-    const rsp = cpu.reg64(4);
-    // the frame this return leaves: its return address, or everything pushed below the new RSP
+    this.unwind(cpu.reg64(4), to);
+    this.onReturn?.(cpu, this.frames.length);
+  }
+
+  /** drops the frame a return to `to` leaves: its return address, or everything pushed below `rsp` */
+  private unwind(rsp: bigint, to: number): void {
     for (let i = this.frames.length - 1; i >= 0; i--) {
       const f = this.frames[i];
       if (f.ret === to || f.rsp < rsp) {

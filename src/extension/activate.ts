@@ -1,9 +1,10 @@
 // Activation shared by the Node and the browser extension host: assembler diagnostics for
-// `.vasm` documents and the "Show Listing" command.
+// `.vasm` documents, the "Show Listing" command, and the `avic` debug type.
 
 import * as vscode from 'vscode';
 import { assemble, type AssembleResult } from '../asm/assembler';
 import { formatListing } from '../asm/listing';
+import { registerDebugAdapter } from './debug-adapter';
 import { loadSources } from './sources';
 
 export const LANGUAGE_ID = 'avic-asm';
@@ -71,6 +72,7 @@ export function activateAvic(context: vscode.ExtensionContext): void {
     }),
   );
   for (const d of vscode.workspace.textDocuments) void check(d);
+  registerDebugAdapter(context, includeDir);
 }
 
 class ListingProvider implements vscode.TextDocumentContentProvider {

@@ -106,6 +106,8 @@ export class Machine implements CpuBus {
   private readonly vmmTask: Task;
   private nextTrigger = 0;
   private stopRequested = false;
+  /** the scheduler's current turn when a run returned in the middle of it */
+  private slice: { readonly task: Task; readonly end: number } | null = null;
   private watches: readonly { readonly phys: number; readonly length: number }[] = [];
   readonly debug: DebugControl = { shouldStop: null, guestLimit: null, frozen: new Set(), onWatchedWrite: null };
   /** each console byte as the guest writes it */
@@ -298,8 +300,23 @@ export class Machine implements CpuBus {
         this.steps = Math.min(limit, Math.max(this.steps, this.nextTimer()));
         continue;
       }
-      const choice = this.scheduler.next(runnable.map((t) => t.id));
-      const stop = this.runTask(this.tasks.find((t) => t.id === choice.vcpu)!, Math.min(choice.steps, limit - this.steps));
+      // a turn cut short by the caller's budget or a stop goes on where it was (so a debugger run,
+      // in chunks and with stops, schedules exactly as `avic run` does)
+      let task: Task;
+      let want: number;
+      const slice = this.slice;
+      if (slice !== null && runnable.includes(slice.task) && slice.end > this.steps) {
+        task = slice.task;
+        want = slice.end - this.steps;
+      } else {
+        const choice = this.scheduler.next(runnable.map((t) => t.id));
+        task = this.tasks.find((t) => t.id === choice.vcpu)!;
+        want = choice.steps;
+      }
+      const start = this.steps;
+      const grant = Math.min(want, limit - this.steps);
+      const stop = this.runTask(task, grant);
+      this.slice = (stop !== undefined || grant < want) && this.steps < start + want ? { task, end: start + want } : null;
       if (stop) return stop;
     }
   }
@@ -358,6 +375,11 @@ export class Machine implements CpuBus {
   }
 
   // ---- what the debugger controls -----------------------------------------------------------------
+
+  /** The next run asks the scheduler afresh instead of finishing the turn a run left unfinished. */
+  forgetTurn(): void {
+    this.slice = null;
+  }
 
   /** Asks the run to stop as soon as it can: after the current host step, or at the next instruction boundary. */
   requestStop(): void {

@@ -8,18 +8,9 @@
 // See test/editor/README.md.
 
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import type { BrowserContext, Locator, Page } from 'playwright-core';
-import { REPO_ROOT, SAMPLE_FILE, SAMPLE_TEXT, serveWorkbench, workbenchUnavailable, type Served } from '../../scripts/editor/serve';
-
-const SHOT_DIR = path.join(REPO_ROOT, '.build', 'editor-screenshots');
-const CHROMIUM_CANDIDATES = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'];
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
-const VIEWPORT = { width: 1400, height: 900 };
-/** How long one UI reaction (a panel opening, diagnostics arriving) may take. */
-const UI_TIMEOUT = 20_000;
+import type { Locator, Page } from 'playwright-core';
+import { SAMPLE_FILE, SAMPLE_TEXT, serveWorkbench, type Served } from '../../scripts/editor/serve';
+import { type DomElement, openWorkbench, screenshots, skipUnlessAvailable, type Workbench, workbenchUi } from './browser';
 
 const SAMPLE_LINES = SAMPLE_TEXT.split('\n');
 /** 1-based line of the sample that holds `text`. */
@@ -29,133 +20,35 @@ function sampleLine(text: string): number {
   return i + 1;
 }
 
-/** The little of the DOM that the page-side callbacks use (the project compiles without lib.dom). */
-interface DomElement {
-  readonly textContent: string | null;
-  readonly className: string;
-  readonly style: { readonly top: string };
-  querySelectorAll(selector: string): Iterable<DomElement>;
-}
 declare const getComputedStyle: (el: DomElement) => { readonly color: string };
-
-function chromiumPath(): string | undefined {
-  return CHROMIUM_CANDIDATES.find((p): p is string => !!p && fs.existsSync(p));
-}
-
-function unavailable(): string | undefined {
-  const missing = workbenchUnavailable();
-  if (missing) return missing;
-  try {
-    require.resolve('playwright-core');
-  } catch {
-    return 'npm package playwright-core is not installed';
-  }
-  if (!chromiumPath()) return `no Chromium at ${CHROMIUM_CANDIDATES.filter(Boolean).join(' or ')} (apt-get install chromium, or set CHROMIUM_PATH)`;
-  return undefined;
-}
 
 describe('VS Code web: the avic-asm editor as a user sees it', function () {
   this.timeout(60_000);
   let served: Served | undefined;
-  let context: BrowserContext | undefined;
-  let profileDir: string | undefined;
+  let workbench: Workbench | undefined;
   let page: Page;
-  let shotIndex = 0;
+  let shot: (name: string) => Promise<void>;
   const pageErrors: string[] = [];
-
-  const shot = async (name: string): Promise<void> => {
-    const file = path.join(SHOT_DIR, `${String(++shotIndex).padStart(2, '0')}-${name}.png`);
-    await page.screenshot({ path: file });
-  };
 
   before(async function () {
     this.timeout(120_000);
-    const reason = unavailable();
-    if (reason) {
-      const message = `VS Code web test unavailable: ${reason}`;
-      if (process.env.CI === 'true') throw new Error(message);
-      console.log(message);
-      this.skip();
-    }
-    fs.rmSync(SHOT_DIR, { recursive: true, force: true });
-    fs.mkdirSync(SHOT_DIR, { recursive: true });
+    skipUnlessAvailable(this);
+    shot = screenshots('', () => page);
     served = await serveWorkbench();
-
-    // A persistent profile that allows third-party cookies: the workbench serves webviews from
-    // `<uuid>.localhost` origins, and Chromium refuses their service worker ("Could not register
-    // service worker") in Playwright's default incognito-like context, which blocks them.
-    profileDir = fs.mkdtempSync(path.join(os.tmpdir(), 'avic-chromium-'));
-    fs.mkdirSync(path.join(profileDir, 'Default'));
-    fs.writeFileSync(path.join(profileDir, 'Default', 'Preferences'), JSON.stringify({ profile: { cookie_controls_mode: 0 } }));
-    const { chromium } = require('playwright-core') as typeof import('playwright-core');
-    context = await chromium.launchPersistentContext(profileDir, { executablePath: chromiumPath(), args: CHROMIUM_ARGS, viewport: VIEWPORT });
-    page = context.pages()[0] ?? (await context.newPage());
-    page.setDefaultTimeout(UI_TIMEOUT);
-    page.on('pageerror', (e) => pageErrors.push(e.message));
-    await page.goto(served.url);
-    await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
+    workbench = await openWorkbench(served.url, pageErrors);
+    page = workbench.page;
     await explorerRow(SAMPLE_FILE).waitFor({ timeout: 60_000 });
   });
 
   after(async function () {
     this.timeout(30_000);
-    await context?.close().catch(() => undefined);
+    await workbench?.close();
     await served?.stop();
-    if (profileDir) fs.rmSync(profileDir, { recursive: true, force: true });
   });
 
   // ---- UI helpers -------------------------------------------------------------------------------
 
-  const explorerRow = (name: string): Locator => page.locator(`.explorer-folders-view .monaco-list-row[aria-label="${name}"]`);
-  const quickInput = (): Locator => page.locator('.quick-input-widget .quick-input-box input');
-  const tab = (label: string): Locator => page.locator(`.tabs-container .tab[aria-label^="${label}"]`);
-  /** The editor of the group whose active tab is `label`. */
-  const editorOf = (label: string): Locator =>
-    page.locator('.editor-group-container').filter({ has: page.locator(`.tab.active[aria-label^="${label}"]`) }).locator('.monaco-editor').first();
-
-  /** Runs a command through the command palette (F1), as a user types it. */
-  const runCommand = async (label: string): Promise<void> => {
-    await page.keyboard.press('F1');
-    await quickInput().waitFor();
-    await page.keyboard.type(label);
-    await pick(label);
-  };
-
-  /** Accepts the quick pick entry whose label starts with `label` (clicking it unless it is the
-   * focused one: the palette may rank recently used or similar commands first). */
-  const pick = async (label: string): Promise<void> => {
-    const row = page.locator(`.quick-input-list .monaco-list-row[aria-label^="${label}"]`).first();
-    await row.waitFor();
-    if (await row.evaluate((el) => el.classList.contains('focused'))) await page.keyboard.press('Enter');
-    else await row.click();
-    // gone when the palette closes, or when the command opens a quick pick of its own
-    await row.waitFor({ state: 'hidden' });
-  };
-
-  /** Opens a workspace file by clicking it in the explorer and waits for its editor. */
-  const openFile = async (name: string): Promise<Locator> => {
-    await explorerRow(name).click();
-    await tab(name).and(page.locator('.tab.active')).waitFor();
-    const editor = editorOf(name);
-    await editor.locator('.view-line').first().waitFor();
-    return editor;
-  };
-
-  /** Moves the cursor with Go to Line/Column (Ctrl+G). */
-  const goTo = async (line: number, col = 1): Promise<void> => {
-    await page.keyboard.press('Control+G');
-    await quickInput().waitFor();
-    await page.keyboard.type(`${line}:${col}`);
-    await page.keyboard.press('Enter');
-    await page.locator('#status\\.editor\\.selection').filter({ hasText: `Ln ${line}, Col ${col}` }).waitFor();
-  };
-
-  /** The rendered lines of an editor, top to bottom, with Monaco's non-breaking spaces undone. */
-  const visibleLines = (editor: Locator): Promise<string[]> =>
-    editor.locator('.view-lines').evaluate((el: DomElement) =>
-      [...el.querySelectorAll('.view-line')]
-        .sort((a, b) => parseFloat(a.style.top) - parseFloat(b.style.top))
-        .map((l) => (l.textContent ?? '').replace(/\u00a0/g, ' ')));
+  const { explorerRow, tab, editorOf, runCommand, pick, openFile, goTo, visibleLines } = workbenchUi(() => page);
 
   interface Token { text: string; color: string; className: string }
   /** The colored spans Monaco rendered for the line that contains `needle`. */

@@ -133,4 +133,17 @@ describe('the thread\'s scenarios under every design (contracts/kvm-model.md)', 
     assert.equal(d.hostStack[0], 'synchronize_srcu_expedited');
     assert.deepEqual(['blocked', 'blocked', 'blocked', 'blocked'], [0, 1, 2, 3].map((i) => m.vcpuState(i)));
   });
+
+  it('a run in small budgets (as the debugger runs in chunks) schedules exactly as one run', () => {
+    const prog = load('apicv-update-all-vcpus.vasm');
+    for (const sched of [{ sched: 'rr', quantum: 50 }, { sched: 'random', seed: 7, quantum: 50 }] as const) {
+      const whole = new Machine({ ...prog.options, ...sched }, prog.image, prog.org, prog.end);
+      whole.run();
+      const chunked = new Machine({ ...prog.options, ...sched }, prog.image, prog.org, prog.end);
+      while (chunked.run(37).kind === 'budget');
+      const trace = (m: Machine) => m.events.map((e) => `${e.seq} ${e.step} ${e.kind} ${e.vcpu}`);
+      assert.deepEqual(trace(chunked), trace(whole));
+    }
+  });
 });
+

@@ -458,7 +458,7 @@ export function kvm_get_lapic_tscdeadline_msr(vcpu: KvmVcpu): bigint {
 export function apic_timer_fn(t: Task, vcpu: KvmVcpu, kick: (t: Task, v: KvmVcpu) => void): void {
   const apic = vcpu.apic;
   const timer = apic.lapic_timer;
-  t.stack.push('apic_timer_fn');
+  t.enter('apic_timer_fn');
   try {
     if (apic_lvtt_period(apic) && timer.period > 0) {
       timer.start = timer.target;
@@ -470,7 +470,7 @@ export function apic_timer_fn(t: Task, vcpu: KvmVcpu, kick: (t: Task, v: KvmVcpu
     t.emit({ kind: 'request-make', target: vcpu.vcpu_id, request: KVM_REQ_UNBLOCK, name: 'KVM_REQ_UNBLOCK', transition: null });
     kick(t, vcpu);
   } finally {
-    t.stack.pop();
+    t.leave();
   }
 }
 
@@ -802,23 +802,61 @@ export function* kvm_recalculate_apic_map(t: Task, kvm: Kvm): HostCode {
 // ---- KVM_SET_LAPIC ------------------------------------------------------------------------------------
 
 /**
- * kvm_apic_set_state (lapic.c @ v6.3) for a state that differs from the current one only in the
- * xAPIC ID (the `set-lapic-id` host action): with KVM_CAP_X2APIC_API an x2APIC vCPU's ID must
- * stay its vCPU id (-EINVAL). Returns an error message or undefined.
+ * KVM_GET_LAPIC's register page (kvm_apic_get_state @ v6.3): the registers with TMCCT filled in
+ * and, with KVM_CAP_X2APIC_API, the 32-bit x2APIC ID as it is.
  */
-export function* kvm_apic_set_state_id(t: Task, vcpu: KvmVcpu, id: number): HostCode<string | undefined> {
+export function kvm_apic_get_state(vcpu: KvmVcpu): Uint8Array {
+  const regs = vcpu.apic.regs.slice();
+  new DataView(regs.buffer).setUint32(APIC_TMCCT, kvm_lapic_reg_read(vcpu, APIC_TMCCT, 4) ?? 0, true);
+  return regs;
+}
+
+/**
+ * kvm_apic_set_state (lapic.c @ v6.3), KVM_SET_LAPIC: SPIV first (the software-enable count),
+ * kvm_apic_state_fixup (an x2APIC vCPU's ID must stay its vCPU id; its LDR is derived), the
+ * page copied in, the map recalculated, the version, PPR and the timer restored (counting on from
+ * the state's TMCCT), KVM_REQ_EVENT. Returns an error message (-EINVAL) or undefined.
+ */
+export function* kvm_apic_set_state(t: Task, vcpu: KvmVcpu, state: Uint8Array): HostCode<string | undefined> {
   return yield* kfn(t, 'kvm_apic_set_state', function* () {
+    const apic = vcpu.apic;
+    const s = new DataView(state.buffer, state.byteOffset, state.byteLength);
+    const wasSw = kvm_apic_sw_enabled(apic);
+    apic.setReg(APIC_SPIV, s.getUint32(APIC_SPIV, true));
+    if (wasSw !== kvm_apic_sw_enabled(apic)) vcpu.kvm.arch.apic_map_dirty = true;
     if (apic_x2apic_mode(vcpu)) {
-      if (id !== vcpu.vcpu_id) return `KVM_SET_LAPIC: x2APIC ID ${id} is not the vCPU id ${vcpu.vcpu_id} (-EINVAL)`;
-      return undefined;
+      const id = s.getUint32(APIC_ID, true);
+      if (id !== vcpu.vcpu_id) {
+        yield* kvm_recalculate_apic_map(t, vcpu.kvm);
+        return `KVM_SET_LAPIC: x2APIC ID ${id} is not the vCPU id ${vcpu.vcpu_id} (-EINVAL)`;
+      }
+      s.setUint32(APIC_LDR, kvm_apic_calc_x2apic_ldr(id), true);
     }
-    vcpu.apic.setReg(APIC_ID, (id & 0xff) << 24);
+    const tmcct = s.getUint32(APIC_TMCCT, true);
+    apic.regs.set(state.subarray(0, 4096));
     vcpu.kvm.arch.apic_map_dirty = true;
     yield* kvm_recalculate_apic_map(t, vcpu.kvm);
-    __apic_update_ppr(vcpu.apic);
+    apic.setReg(APIC_LVR, KVM_LAPIC_LVR);
+    __apic_update_ppr(apic);
+    // cancel_apic_timer, apic_update_lvtt, __start_apic_timer(apic, APIC_TMCCT)
+    cancel_apic_timer(apic);
+    apic.lapic_timer.period = 0;
+    if (!apic_lvtt_tscdeadline(apic)) {
+      start_apic_timer(vcpu);
+      const timer = apic.lapic_timer;
+      if (timer.target >= 0 && tmcct > 0 && tmcct <= apic.getReg(APIC_TMICT)) timer.target = vcpu.kvm.now() + tmcct * APIC_BUS_CYCLE_NS * divide_count(apic);
+    } else start_tscdeadline(vcpu);
+    apic.setReg(APIC_TMCCT, 0);
     yield* kvm_make_request(t, KVM_REQ_EVENT, vcpu);
     return undefined;
   });
+}
+
+/** KVM_SET_LAPIC with the xAPIC ID changed: userspace's KVM_GET_LAPIC, the ID edited, KVM_SET_LAPIC. */
+export function* kvm_apic_set_state_id(t: Task, vcpu: KvmVcpu, id: number): HostCode<string | undefined> {
+  const state = kvm_apic_get_state(vcpu);
+  new DataView(state.buffer).setUint32(APIC_ID, apic_x2apic_mode(vcpu) ? id : (id & 0xff) << 24, true);
+  return yield* kvm_apic_set_state(t, vcpu, state);
 }
 
 /**

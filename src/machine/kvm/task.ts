@@ -33,6 +33,9 @@ const GUEST: Yield = Object.freeze({ kind: 'guest' });
 export class Task {
   /** innermost last (the order it grows in); hostStack() gives innermost first */
   readonly stack: string[] = [];
+  /** a serial number per entry of `stack`: tells a frame from a later call at the same depth (debugger steps) */
+  readonly frames: number[] = [];
+  private entered = 0;
   /** what the task yielded last (the scheduler acts on it) */
   pending: Yield | null = null;
   /** the exit the task is resumed with after `guest` */
@@ -83,6 +86,17 @@ export class Task {
     } else this.pending = r.value;
   }
 
+  /** Enters a kernel function: its frame goes on the host stack. */
+  enter(name: string): void {
+    this.stack.push(name);
+    this.frames.push(++this.entered);
+  }
+
+  leave(): void {
+    this.stack.pop();
+    this.frames.pop();
+  }
+
   /** Kernel function names, innermost first, as stack traces and events show them. */
   hostStack(): string[] {
     return [...this.stack].reverse();
@@ -116,12 +130,12 @@ export function* runGuest(): HostCode<VmExit> {
  * functions are written `function* name(t, ...) { return yield* kfn(t, 'name', function* () {...}) }`.
  */
 export function* kfn<T>(t: Task, name: string, body: () => HostCode<T>): HostCode<T> {
-  t.stack.push(name);
+  t.enter(name);
   try {
     if (t.breakOnEntry !== null && t.breakOnEntry(name)) yield { kind: 'break', fn: name };
     return yield* body();
   } finally {
-    t.stack.pop();
+    t.leave();
   }
 }
 
