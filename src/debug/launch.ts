@@ -31,6 +31,8 @@ export interface LaunchArguments {
 }
 
 export interface Launched {
+  /** the attributes as the client gave them */
+  readonly args: LaunchArguments;
   readonly program: string;
   readonly assembly: AssembleResult;
   readonly options: MachineOptions;
@@ -119,5 +121,5 @@ export function prepareLaunch(a: LaunchArguments, reader: FileReader, includeDir
   options = applyLaunchAttributes(options, a);
   checkVcpuLimit(options);
   const stopOnEntry = bool('stopOnEntry', a.stopOnEntry) ?? false;
-  return { program, assembly, options, stopOnEntry };
+  return { args: a, program, assembly, options, stopOnEntry };
 }

@@ -11,6 +11,7 @@ import type { MachineEvent } from '../machine/events';
 import { APICV_INHIBIT_NAMES, type KvmVcpu } from '../machine/kvm/kvm_host';
 import { kfn, type Task } from '../machine/kvm/task';
 import { kvm_apic_get_state, kvm_apic_set_state } from '../machine/kvm/lapic';
+import { peekTranslate } from '../machine/cpu/peek';
 import { Machine, type StopReason } from '../machine/machine';
 import { formatTraceLine } from '../machine/trace';
 import { compileCondition, eventFilter, filterOf, type FieldValues, type FilterId, isFilterId } from './conditions';
@@ -61,6 +62,8 @@ export interface SourceBreakpointSpec {
 export interface BreakpointResult {
   readonly id: number;
   readonly verified: boolean;
+  /** the source file of a source breakpoint */
+  readonly path?: string;
   readonly line?: number;
   readonly message?: string;
   readonly instructionReference?: string;
@@ -69,6 +72,14 @@ export interface BreakpointResult {
 export interface SourceLine {
   readonly path: string;
   readonly line: number;
+}
+
+export interface InstructionBreakpointSpec {
+  readonly instructionReference: string;
+  readonly offset?: number;
+  readonly condition?: string;
+  readonly hitCondition?: string;
+  readonly mode?: string;
 }
 
 export interface EventFilterSpec {
@@ -117,6 +128,16 @@ export class AvicRuntime {
   machine!: Machine;
   launched!: Launched;
   private stacks: ShadowStack[] = [];
+  /** bumped by every launch and restart: a deferred loop of an older machine returns at once */
+  private generation = 0;
+  /** every breakpoint request as the client made it, with the ids given: a restart resolves them again */
+  private readonly requested: {
+    source: Map<string, { specs: readonly SourceBreakpointSpec[]; ids: readonly number[] }>;
+    instruction: { specs: readonly InstructionBreakpointSpec[]; ids: readonly number[] };
+    functions: { specs: readonly { name: string }[]; ids: readonly number[] };
+    filters: readonly EventFilterSpec[];
+    data: { specs: readonly DataBreakpointSpec[]; ids: readonly number[] };
+  } = { source: new Map(), instruction: { specs: [], ids: [] }, functions: { specs: [], ids: [] }, filters: [{ filter: 'violation' }], data: { specs: [], ids: [] } };
   private nextId = 1;
   private readonly sourceBps = new Map<string, CodeBreakpoint[]>();
   private instructionBps: CodeBreakpoint[] = [];
@@ -144,8 +165,38 @@ export class AvicRuntime {
 
   /** Prepares the machine; throws LaunchError with the message for the client. */
   launch(args: LaunchArguments): void {
-    this.launched = prepareLaunch(args, this.host.reader, this.host.includeDir);
-    const { assembly, options } = this.launched;
+    this.install(prepareLaunch(args, this.host.reader, this.host.includeDir));
+    this.setEventFilters(this.requested.filters);
+  }
+
+  /**
+   * Restarts with new launch attributes (or the same ones): a fresh machine, every breakpoint
+   * set so far resolved again with its id kept (the source may have changed), the run stopped
+   * at once. Throws LaunchError, leaving the current run as it is, when the new ones are bad.
+   * Returns the breakpoints as they are now, for `breakpoint` events.
+   */
+  restart(args: LaunchArguments): BreakpointResult[] {
+    const launched = prepareLaunch(args, this.host.reader, this.host.includeDir);
+    this.install(launched);
+    const r = this.requested;
+    const out: BreakpointResult[] = [];
+    for (const [path, { specs, ids }] of r.source) out.push(...this.setSourceBreakpoints(path, specs, ids));
+    out.push(...this.setInstructionBreakpoints(r.instruction.specs, r.instruction.ids));
+    out.push(...this.setFunctionBreakpoints(r.functions.specs, r.functions.ids));
+    this.setEventFilters(r.filters);
+    out.push(...this.setDataBreakpoints(r.data.specs, r.data.ids));
+    return out;
+  }
+
+  /** the launch attributes of the current run */
+  get launchArguments(): LaunchArguments {
+    return this.launched.args;
+  }
+
+  private install(launched: Launched): void {
+    this.generation++; // a loop of the previous machine still deferred does not run
+    this.launched = launched;
+    const { assembly, options } = launched;
     const m = new Machine(options, assembly.image, assembly.org, assembly.end);
     this.machine = m;
     this.stacks = m.cpus.map((cpu) => {
@@ -160,7 +211,18 @@ export class AvicRuntime {
     m.debug.onWatchedWrite = (vcpu, phys, size) => this.onWatchedWrite(vcpu, phys, size);
     m.debug.guestLimit = (vcpu) => this.guestLimit(vcpu);
     m.debug.shouldStop = () => this.inhibitStored() || this.goalReached();
-    this.setEventFilters([{ filter: 'violation' }]);
+    this.inhibitStores = [];
+    this.goal = { kind: 'continue' };
+    this.running = false;
+    this.pauseRequested = false;
+    this.pendingStop = null;
+    this.lastStop = null;
+    this.ended = false;
+    this.vmmThreadShown = false;
+    this.consoleBuffer = [];
+    this.steppingVcpu = -1;
+    this.onlyThread = null;
+    this.stepTargetDepth = -1;
   }
 
   get assembly(): AssembleResult {
@@ -282,11 +344,12 @@ export class AvicRuntime {
     // a thread resumed on a breakpoint goes on past it
     for (const cpu of this.machine.cpus) cpu.skipBreakpoint = this.breakpointAt(cpu.rip) !== undefined;
     this.running = true;
-    this.host.defer(() => this.loop());
+    const generation = this.generation;
+    this.host.defer(() => this.loop(generation));
   }
 
-  private loop(): void {
-    if (!this.running) return;
+  private loop(generation: number): void {
+    if (!this.running || generation !== this.generation) return;
     if (this.pauseRequested) {
       this.pauseRequested = false;
       this.report({ reason: 'pause', threadId: this.focusThread(), description: 'Paused' });
@@ -301,7 +364,7 @@ export class AvicRuntime {
     }
     this.flushConsole();
     this.syncVmmThread();
-    if (this.running) this.host.defer(() => this.loop());
+    if (this.running) this.host.defer(() => this.loop(generation));
   }
 
   /** the thread a stop no event caused belongs to: the stepping thread, the one resumed alone, else vCPU 0's */
@@ -485,16 +548,17 @@ export class AvicRuntime {
 
   // ---- breakpoints ------------------------------------------------------------------------------------------
 
-  setSourceBreakpoints(path: string, specs: readonly SourceBreakpointSpec[]): BreakpointResult[] {
+  /** Source breakpoints of one file (all of them: they replace the file's earlier ones); `ids` keeps given ids. */
+  setSourceBreakpoints(path: string, specs: readonly SourceBreakpointSpec[], ids?: readonly number[]): BreakpointResult[] {
     const program = this.launched.program;
     const lines = this.assembly.lines;
     const file = samePath(path, program) ? program : this.assembly.files.find((f) => samePath(f, path));
     const results: BreakpointResult[] = [];
     const bps: CodeBreakpoint[] = [];
-    for (const spec of specs) {
-      const id = this.nextId++;
+    for (const [i, spec] of specs.entries()) {
+      const id = ids?.[i] ?? this.nextId++;
       if (!file) {
-        results.push({ id, verified: false, message: `${path} is not part of the program ${program}` });
+        results.push({ id, verified: false, path, message: `${path} is not part of the program ${program}` });
         continue;
       }
       // the line itself, or the next line that produced code
@@ -509,22 +573,23 @@ export class AvicRuntime {
       }
       const error = this.checkBreakpointExtras(spec);
       if (addresses.length === 0 || error) {
-        results.push({ id, verified: false, line: spec.line, message: error ?? `line ${spec.line} produces no code` });
+        results.push({ id, verified: false, path: file, line: spec.line, message: error ?? `line ${spec.line} produces no code` });
         continue;
       }
       bps.push({ id, kind: 'source', addresses, condition: spec.condition, hitCondition: spec.hitCondition, logMessage: spec.logMessage, log: spec.logMessage !== undefined || spec.mode === 'log', hits: 0 });
-      results.push({ id, verified: true, line });
+      results.push({ id, verified: true, path: file, line });
     }
     this.sourceBps.set(file ?? path, bps);
+    this.requested.source.set(path, { specs, ids: results.map((r) => r.id) });
     this.applyCodeBreakpoints();
     return results;
   }
 
-  setInstructionBreakpoints(specs: readonly { instructionReference: string; offset?: number; condition?: string; hitCondition?: string; mode?: string }[]): BreakpointResult[] {
+  setInstructionBreakpoints(specs: readonly InstructionBreakpointSpec[], ids?: readonly number[]): BreakpointResult[] {
     const results: BreakpointResult[] = [];
     this.instructionBps = [];
-    for (const spec of specs) {
-      const id = this.nextId++;
+    for (const [i, spec] of specs.entries()) {
+      const id = ids?.[i] ?? this.nextId++;
       const base = parseAddress(spec.instructionReference);
       if (base === undefined) {
         results.push({ id, verified: false, message: `'${spec.instructionReference}' is not an address` });
@@ -539,6 +604,7 @@ export class AvicRuntime {
       this.instructionBps.push({ id, kind: 'instruction', addresses: [address], condition: spec.condition, hitCondition: spec.hitCondition, log: spec.mode === 'log', hits: 0 });
       results.push({ id, verified: true, instructionReference: '0x' + address.toString(16), line: this.lineOf(address) });
     }
+    this.requested.instruction = { specs, ids: results.map((r) => r.id) };
     this.applyCodeBreakpoints();
     return results;
   }
@@ -610,10 +676,10 @@ export class AvicRuntime {
   }
 
   /** Function breakpoints on modelled kernel functions; names the design lacks are unverified with the reason. */
-  setFunctionBreakpoints(names: readonly { name: string }[]): BreakpointResult[] {
+  setFunctionBreakpoints(names: readonly { name: string }[], ids?: readonly number[]): BreakpointResult[] {
     this.functionBps.clear();
-    return names.map(({ name }) => {
-      const id = this.nextId++;
+    const results = names.map(({ name }, i): BreakpointResult => {
+      const id = ids?.[i] ?? this.nextId++;
       if (!isKernelFunction(name)) {
         return { id, verified: false, message: `'${name}' is not a kernel function of the model (e.g. ${Object.keys(KERNEL_FUNCTIONS).slice(0, 4).join(', ')}, ...)` };
       }
@@ -622,6 +688,8 @@ export class AvicRuntime {
       this.functionBps.set(name, id);
       return { id, verified: true };
     });
+    this.requested.functions = { specs: names, ids: results.map((r) => r.id) };
+    return results;
   }
 
   /** Event filters (setExceptionBreakpoints); an error for a condition that does not parse. */
@@ -634,6 +702,7 @@ export class AvicRuntime {
       next.push({ filter: s.filter, test: c.test, log: s.mode === 'log' });
     }
     this.filters = next;
+    this.requested.filters = specs;
     // stopping on violations means going on after them, as --keep-going does
     const stopsOnViolations = next.some((f) => f.filter === 'violation' && !f.log);
     this.machine.keepGoing = this.launched.options.keepGoing || stopsOnViolations;
@@ -657,12 +726,16 @@ export class AvicRuntime {
   }
 
   /** Data breakpoints: inhibit bits, a vCPU's SRCU depth, guest-physical memory writes. */
-  setDataBreakpoints(specs: readonly DataBreakpointSpec[], translate: (vcpu: number, linear: number) => number | undefined): BreakpointResult[] {
+  setDataBreakpoints(specs: readonly DataBreakpointSpec[], ids?: readonly number[]): BreakpointResult[] {
     this.dataBps = [];
     this.inhibitStores = [];
     const watches: { phys: number; length: number }[] = [];
-    const results = specs.map((s): BreakpointResult => {
-      const id = this.nextId++;
+    const translate = (vcpu: number, linear: number) => {
+      const t = peekTranslate(this.machine.cpus[vcpu], BigInt(linear));
+      return 'fault' in t ? undefined : t.phys;
+    };
+    const results = specs.map((s, i): BreakpointResult => {
+      const id = ids?.[i] ?? this.nextId++;
       const [kind, a, b] = s.dataId.split(':');
       if (kind === 'inhibit' || kind === 'srcu') {
         this.dataBps.push({ id, dataId: s.dataId });
@@ -678,6 +751,7 @@ export class AvicRuntime {
       return { id, verified: false, message: `unknown data breakpoint '${s.dataId}'` };
     });
     this.machine.setWriteWatches(watches);
+    this.requested.data = { specs, ids: results.map((r) => r.id) };
     return results;
   }
 

@@ -4,9 +4,9 @@
 // it keeps, and they live until the next resume. A request that fails (a bad thread id, an
 // expression that does not parse) gets an error response; the session goes on.
 
-import { Breakpoint, DebugSession, Event, ExitedEvent, Handles, InitializedEvent, OutputEvent, Scope, Source, StackFrame, StoppedEvent, TerminatedEvent, Thread, ThreadEvent } from '@vscode/debugadapter';
+import { BreakpointEvent, ContinuedEvent, DebugSession, Event, ExitedEvent, Handles, InitializedEvent, InvalidatedEvent, MemoryEvent, OutputEvent, Scope, Source, StackFrame, StoppedEvent, TerminatedEvent, Thread, ThreadEvent } from '@vscode/debugadapter';
 import type { DebugProtocol } from '@vscode/debugprotocol';
-import { peekLinear, peekTranslate, pokeLinear } from '../machine/cpu/peek';
+import { peekLinear, pokeLinear } from '../machine/cpu/peek';
 import { COMMANDS, HELP, isCommand, runCommand } from './commands';
 import { exceptionBreakpointFilters } from './conditions';
 import { disassemble, lineLookupFor } from './disassembly';
@@ -14,7 +14,8 @@ import { evaluateExpression } from './expressions';
 import { avic, avicState, localApic, registers, threadName, type VarNode, vcpuKvm, vmKvm } from './inspect';
 import { KERNEL_FUNCTIONS } from './kernel-functions';
 import { LaunchError } from './launch';
-import { AvicRuntime, hexAddr, parseAddress, type RuntimeHost, type Stop } from './runtime';
+import { AvicRuntime, type BreakpointResult, hexAddr, parseAddress, type RuntimeHost, type Stop } from './runtime';
+import { type MemoryRange, ShownMemory } from './shown-memory';
 
 interface FrameRef {
   readonly threadId: number;
@@ -32,6 +33,9 @@ export class AvicDebugSession extends DebugSession {
   private readonly varVcpus = new Map<number, number | null>();
   private stateSeq = 0;
   private launched = false;
+  /** what the client said it handles (initialize) */
+  private client: DebugProtocol.InitializeRequestArguments = { adapterID: 'avic' };
+  private readonly shownMemory = new ShownMemory();
 
   constructor(host: RuntimeHost) {
     super();
@@ -46,7 +50,7 @@ export class AvicDebugSession extends DebugSession {
         this.sendEvent(new TerminatedEvent());
       },
       thread: (reason, id) => this.sendEvent(new ThreadEvent(reason, id)),
-      stateChanged: () => this.stateChanged(),
+      stateChanged: () => this.changedWhileStopped(),
     });
     this.runtime.evaluateOn = (vcpu, expr) => {
       const r = evaluateExpression(this.runtime.machine, vcpu, expr, this.runtime.assembly.symbols);
@@ -67,12 +71,39 @@ export class AvicDebugSession extends DebugSession {
     e.body.allThreadsStopped = true;
     if (s.hitBreakpointIds) e.body.hitBreakpointIds = s.hitBreakpointIds;
     this.sendEvent(e);
+    this.memoryChanged();
     this.stateChanged();
   }
 
   private stateChanged(): void {
     this.stateSeq++;
     this.sendEvent(new Event('avic/stateChanged', { seq: this.stateSeq }));
+  }
+
+  /**
+   * The debugger changed the machine while it is stopped (a console command, setVariable,
+   * writeMemory): what the client shows is stale. No fake stop: `invalidated` for the views of
+   * threads, frames and variables, `memory` for shown memory that changed, `avic/stateChanged`.
+   */
+  private changedWhileStopped(written?: MemoryRange): void {
+    if (this.client.supportsInvalidatedEvent) this.sendEvent(new InvalidatedEvent(['threads', 'stacks', 'variables']));
+    this.memoryChanged(written);
+    this.stateChanged();
+  }
+
+  /** `memory` events for the range written and for ranges the client read that hold other bytes now */
+  private memoryChanged(written?: MemoryRange): void {
+    if (!this.client.supportsMemoryEvent) return;
+    const cpu = this.runtime.machine.cpus[0];
+    const changed = this.shownMemory.changed((a, n) => peekLinear(cpu, BigInt(a), n).bytes);
+    if (written) changed.unshift(written);
+    const sent = new Set<string>();
+    for (const r of changed) {
+      const key = `${r.reference}:${r.offset}:${r.count}`;
+      if (sent.has(key)) continue;
+      sent.add(key);
+      this.sendEvent(new MemoryEvent(r.reference, r.offset, r.count));
+    }
   }
 
   private fail(response: DebugProtocol.Response, message: string): void {
@@ -103,7 +134,8 @@ export class AvicDebugSession extends DebugSession {
 
   // ---- life cycle ----------------------------------------------------------------------------------------
 
-  protected override initializeRequest(response: DebugProtocol.InitializeResponse): void {
+  protected override initializeRequest(response: DebugProtocol.InitializeResponse, args: DebugProtocol.InitializeRequestArguments): void {
+    this.client = args ?? this.client;
     response.body = {
       supportsConfigurationDoneRequest: true,
       supportsFunctionBreakpoints: true,
@@ -118,7 +150,7 @@ export class AvicDebugSession extends DebugSession {
       supportsExceptionFilterOptions: true,
       exceptionBreakpointFilters: exceptionBreakpointFilters(),
       supportsTerminateRequest: true,
-      supportsRestartRequest: false,
+      supportsRestartRequest: true,
       supportsDataBreakpoints: true,
       supportsDataBreakpointBytes: true,
       supportsReadMemoryRequest: true,
@@ -154,6 +186,32 @@ export class AvicDebugSession extends DebugSession {
   protected override configurationDoneRequest(response: DebugProtocol.ConfigurationDoneResponse): void {
     this.sendResponse(response);
     if (this.launched) this.runtime.start();
+  }
+
+  protected override restartRequest(response: DebugProtocol.RestartResponse, args: DebugProtocol.RestartArguments): void {
+    if (!this.launched) return this.fail(response, 'the program has not been launched');
+    const before = this.runtime.threads().map((t) => t.id);
+    let breakpoints: BreakpointResult[];
+    try {
+      // the client may send changed launch attributes; without them, the same ones
+      breakpoints = this.runtime.restart(((args?.arguments as object | undefined) ?? this.runtime.launchArguments) as never);
+    } catch (e) {
+      if (e instanceof LaunchError || e instanceof RangeError) {
+        this.sendErrorResponse(response, { id: 1001, format: e.message.replace(/\{/g, '(').replace(/\}/g, ')'), showUser: true });
+        return;
+      }
+      throw e;
+    }
+    this.frames.reset();
+    this.vars.reset();
+    this.varVcpus.clear();
+    this.sendResponse(response);
+    for (const id of before) this.sendEvent(new ThreadEvent('exited', id));
+    for (const t of this.runtime.threads()) this.sendEvent(new ThreadEvent('started', t.id));
+    for (const r of breakpoints) this.sendEvent(new BreakpointEvent('changed', breakpointBody(r)));
+    this.memoryChanged();
+    if (!this.runtime.stopOnEntry) this.sendEvent(new ContinuedEvent(1, true));
+    this.runtime.start();
   }
 
   protected override disconnectRequest(response: DebugProtocol.DisconnectResponse): void {
@@ -207,30 +265,19 @@ export class AvicDebugSession extends DebugSession {
     if (!this.launched) return this.fail(response, 'the program has not been launched');
     const path = args.source.path ?? args.source.name ?? '';
     const results = this.runtime.setSourceBreakpoints(path, (args.breakpoints ?? []).map((b) => ({ ...b, mode: (b as { mode?: string }).mode })));
-    response.body = {
-      breakpoints: results.map((r) => {
-        const bp = new Breakpoint(r.verified, r.line, undefined, new Source(basename(path), path)) as DebugProtocol.Breakpoint;
-        bp.id = r.id;
-        if (r.message) bp.message = r.message;
-        return bp;
-      }),
-    };
+    response.body = { breakpoints: results.map(breakpointBody) };
     this.sendResponse(response);
   }
 
   protected override setInstructionBreakpointsRequest(response: DebugProtocol.SetInstructionBreakpointsResponse, args: DebugProtocol.SetInstructionBreakpointsArguments): void {
     if (!this.launched) return this.fail(response, 'the program has not been launched');
-    response.body = {
-      breakpoints: this.runtime.setInstructionBreakpoints(args.breakpoints).map((r) => ({
-        id: r.id, verified: r.verified, message: r.message, instructionReference: r.instructionReference, line: r.line,
-      })),
-    };
+    response.body = { breakpoints: this.runtime.setInstructionBreakpoints(args.breakpoints).map(breakpointBody) };
     this.sendResponse(response);
   }
 
   protected override setFunctionBreakPointsRequest(response: DebugProtocol.SetFunctionBreakpointsResponse, args: DebugProtocol.SetFunctionBreakpointsArguments): void {
     if (!this.launched) return this.fail(response, 'the program has not been launched');
-    response.body = { breakpoints: this.runtime.setFunctionBreakpoints(args.breakpoints).map((r) => ({ id: r.id, verified: r.verified, message: r.message })) };
+    response.body = { breakpoints: this.runtime.setFunctionBreakpoints(args.breakpoints).map(breakpointBody) };
     this.sendResponse(response);
   }
 
@@ -271,12 +318,7 @@ export class AvicDebugSession extends DebugSession {
 
   protected override setDataBreakpointsRequest(response: DebugProtocol.SetDataBreakpointsResponse, args: DebugProtocol.SetDataBreakpointsArguments): void {
     if (!this.launched) return this.fail(response, 'the program has not been launched');
-    const m = this.runtime.machine;
-    const translate = (vcpu: number, linear: number) => {
-      const t = peekTranslate(m.cpus[vcpu], BigInt(linear));
-      return 'fault' in t ? undefined : t.phys;
-    };
-    response.body = { breakpoints: this.runtime.setDataBreakpoints(args.breakpoints, translate).map((r) => ({ id: r.id, verified: r.verified, message: r.message })) };
+    response.body = { breakpoints: this.runtime.setDataBreakpoints(args.breakpoints).map(breakpointBody) };
     this.sendResponse(response);
   }
 
@@ -375,7 +417,7 @@ export class AvicDebugSession extends DebugSession {
     response.body = { value: now?.value ?? args.value };
     this.sendResponse(response);
     this.runtime.machine.log.add({ kind: 'host-action', vcpu: null, rip: 0, trigger: null, action: `set ${args.name} = ${args.value}`, target: null });
-    this.stateChanged();
+    this.changedWhileStopped();
   }
 
   // ---- evaluate, completions, memory, disassembly ---------------------------------------------------------------
@@ -421,6 +463,7 @@ export class AvicDebugSession extends DebugSession {
     const { bytes, readable } = peekLinear(this.runtime.machine.cpus[0], BigInt(address), count);
     response.body = { address: hexAddr(address), data: toBase64(bytes.subarray(0, readable)), unreadableBytes: count - readable };
     this.sendResponse(response);
+    this.shownMemory.remember({ reference: args.memoryReference, offset: args.offset ?? 0, count }, address, bytes.subarray(0, readable));
   }
 
   protected override writeMemoryRequest(response: DebugProtocol.WriteMemoryResponse, args: DebugProtocol.WriteMemoryArguments): void {
@@ -434,8 +477,7 @@ export class AvicDebugSession extends DebugSession {
     this.runtime.machine.log.add({ kind: 'host-action', vcpu: null, rip: 0, trigger: null, action: `writeMemory ${hexAddr(address)} (${written} bytes)`, target: null });
     response.body = { bytesWritten: written };
     this.sendResponse(response);
-    this.sendEvent(new Event('memory', { memoryReference: args.memoryReference, offset: args.offset ?? 0, count: written }));
-    this.stateChanged();
+    this.changedWhileStopped({ reference: args.memoryReference, offset: args.offset ?? 0, count: written });
   }
 
   protected override disassembleRequest(response: DebugProtocol.DisassembleResponse, args: DebugProtocol.DisassembleArguments): void {
@@ -468,6 +510,16 @@ export class AvicDebugSession extends DebugSession {
     void args;
     this.fail(response, `unknown request '${command}'`);
   }
+}
+
+/** a breakpoint as DAP gives it (responses and `breakpoint` events) */
+function breakpointBody(r: BreakpointResult): DebugProtocol.Breakpoint {
+  const bp: DebugProtocol.Breakpoint = { id: r.id, verified: r.verified };
+  if (r.path !== undefined) bp.source = new Source(basename(r.path), r.path);
+  if (r.line !== undefined) bp.line = r.line;
+  if (r.message) bp.message = r.message;
+  if (r.instructionReference) bp.instructionReference = r.instructionReference;
+  return bp;
 }
 
 function basename(p: string): string {

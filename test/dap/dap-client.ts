@@ -17,9 +17,16 @@ export const EXAMPLES = join(ROOT, 'examples');
 export const example = (name: string): string => join(EXAMPLES, name);
 
 /** the event kinds the adapter sends (recorded for every test) */
-const EVENTS = ['initialized', 'stopped', 'continued', 'exited', 'terminated', 'thread', 'output', 'breakpoint', 'memory', 'avic/stateChanged'];
+const EVENTS = ['initialized', 'stopped', 'continued', 'exited', 'terminated', 'thread', 'output', 'breakpoint', 'memory', 'invalidated', 'avic/stateChanged'];
 
 const WAIT_MS = 15_000;
+
+/** what the client says it handles, as VS Code says it */
+export const CLIENT: DebugProtocol.InitializeRequestArguments = {
+  adapterID: 'avic', clientID: 'dap-tests', linesStartAt1: true, columnsStartAt1: true, pathFormat: 'path',
+  supportsVariableType: true, supportsMemoryReferences: true, supportsMemoryEvent: true, supportsInvalidatedEvent: true,
+  supportsRunInTerminalRequest: false, supportsProgressReporting: false,
+};
 
 export type Ev = DebugProtocol.Event;
 export type StoppedEvent = DebugProtocol.StoppedEvent;
@@ -132,8 +139,8 @@ export class Dap {
    * initialize, launch, then (after `initialized`) the configuration `configure` sends, then
    * configurationDone. Returns the initialize response's capabilities.
    */
-  async launch(args: Record<string, unknown>, configure?: (d: Dap) => Promise<void>): Promise<DebugProtocol.Capabilities> {
-    const init = await this.dc.initializeRequest();
+  async launch(args: Record<string, unknown>, configure?: (d: Dap) => Promise<void>, client = CLIENT): Promise<DebugProtocol.Capabilities> {
+    const init = await this.dc.initializeRequest(client);
     const m = this.mark();
     await this.dc.launchRequest(args as DebugProtocol.LaunchRequestArguments);
     await this.waitFor('initialized', m);

@@ -198,7 +198,7 @@ describe('dap: evaluate, memory, disassembly', () => {
     const w = await d.writeMemory(counter, Buffer.from([0x2a, 0, 0, 0]).toString('base64'), 0);
     assert.equal(w.body?.bytesWritten, 4);
     const memory = await d.waitFor('memory', m);
-    assert.deepEqual(memory.body, { memoryReference: counter, offset: 0, count: 4 });
+    assert.deepEqual(memory.body, { memoryReference: counter, offset: 0, count: 4 }, 'the reference as the client gave it');
     await d.waitFor('avic/stateChanged', m);
     assert.equal(valueOf((await d.evaluate('dword [counter]')).result), 42n);
     // with an offset: the high byte of `result`
@@ -208,6 +208,62 @@ describe('dap: evaluate, memory, disassembly', () => {
     assert.match(await d.fails(d.writeMemory('0xfee00000', 'AAAA')), /not writable RAM/);
     const outside = await d.readMemory('0x7fffffff0', 16);
     assert.equal(outside.body?.unreadableBytes, 16);
+  });
+
+  it('memory a client shows: a `memory` event when the guest wrote it by the next stop, none for memory unchanged', async () => {
+    const counter = valueOf((await d.evaluate('counter')).result);
+    const code = (await d.evaluate('outer')).result.split(' ')[0];
+    await d.readMemory(`0x${counter.toString(16)}`, 12); // counter and result
+    await d.readMemory(code, 16); // code: nothing writes it
+    await d.dc.setBreakpointsRequest({ source: { path }, breakpoints: [{ line: lineOf(CALLS, 'AFTER-OUTER') + 1 }] });
+    const m = d.mark();
+    await d.continueTo(); // past `mov [result], rax`
+    await d.waitFor('avic/stateChanged', m); // sent after the stop's memory events
+    const events = d.after('memory', m);
+    assert.deepEqual(events.map((e) => e.body), [{ memoryReference: `0x${counter.toString(16)}`, offset: 0, count: 12 }]);
+    assert.ok(d.events.indexOf(events[0]) > d.events.indexOf(d.after('stopped', m)[0]), 'after the stop it describes');
+    // read again: shown as it is now, so the next stop without a write sends nothing
+    const m2 = d.mark();
+    await d.dc.stepInRequest({ threadId: 1, granularity: 'instruction' });
+    await d.stopped(m2);
+    await d.waitFor('avic/stateChanged', m2);
+    assert.equal(d.after('memory', m2).length, 0);
+  });
+
+  it('a change made while stopped sends `invalidated` (threads, stacks, variables), not a stop', async () => {
+    const regs = (await d.scopes(1)).get('Registers')!;
+    let m = d.mark();
+    await d.dc.setVariableRequest({ variablesReference: regs.variablesReference, name: 'rbx', value: '0x1234' });
+    const inv = await d.waitFor('invalidated', m);
+    assert.deepEqual(inv.body.areas, ['threads', 'stacks', 'variables']);
+    await d.waitFor('avic/stateChanged', m);
+    // the references the client holds still work, and show the new value
+    assert.equal(BigInt((await d.variables(regs.variablesReference)).get('rbx')!.value), 0x1234n);
+    m = d.mark();
+    await d.evaluate('irq 1 0x40', 'repl');
+    await d.waitFor('invalidated', m);
+    assert.equal(d.after('stopped', m).length, 0, 'no fake stop');
+  });
+
+  it('a client that does not handle `memory` and `invalidated` events gets none', async () => {
+    const e = await Dap.stdio();
+    try {
+      const m = e.mark();
+      await e.launch({ program: path, stopOnEntry: true }, undefined, { adapterID: 'avic', pathFormat: 'path' });
+      await e.stopped(m);
+      const counter = (await e.evaluate('counter')).result.split(' ')[0];
+      await e.readMemory(counter, 4);
+      await e.writeMemory(counter, Buffer.from([1, 2, 3, 4]).toString('base64'));
+      const regs = (await e.scopes(1)).get('Registers')!;
+      await e.dc.setVariableRequest({ variablesReference: regs.variablesReference, name: 'rbx', value: '1' });
+      await e.evaluate('irq 0 0x40', 'repl');
+      await e.state();
+      assert.equal(e.after('memory', m).length, 0);
+      assert.equal(e.after('invalidated', m).length, 0);
+      assert.ok(e.after('avic/stateChanged', m).length >= 3);
+    } finally {
+      await e.stop();
+    }
   });
 
   it('writeMemory into code changes what runs (the block cache forgets the old code)', async () => {

@@ -5,8 +5,9 @@
 
 import type { DebugProtocol } from '@vscode/debugprotocol';
 import assert from 'node:assert/strict';
-import { Dap, example, removePrograms } from './dap-client';
-import { write } from './programs';
+import { writeFileSync } from 'node:fs';
+import { Dap, example, lineOf, program, removePrograms } from './dap-client';
+import { CALLS, write } from './programs';
 
 const FILTERS = ['vcpu-request', 'x2apic-msr-write', 'memslot-change', 'inhibit-change', 'srcu', 'vmexit', 'violation'];
 
@@ -27,6 +28,7 @@ describe('dap: life cycle', () => {
       'supportsLogPoints', 'supportsSetVariable', 'supportsCompletionsRequest', 'supportsExceptionInfoRequest', 'supportsExceptionFilterOptions',
       'supportsTerminateRequest', 'supportsDataBreakpoints', 'supportsDataBreakpointBytes', 'supportsReadMemoryRequest', 'supportsWriteMemoryRequest',
       'supportsDisassembleRequest', 'supportsSteppingGranularity', 'supportsInstructionBreakpoints', 'supportsSingleThreadExecutionRequests',
+      'supportsRestartRequest',
     ] as const) {
       assert.equal(caps[flag], true, flag);
     }
@@ -140,6 +142,62 @@ describe('dap: life cycle', () => {
     const exited = new Promise<number | null>((done) => adapter.once('exit', (code) => done(code)));
     await d.dc.disconnectRequest();
     assert.equal(await exited, 0);
+  });
+
+  it('restart: a fresh machine with the same attributes, breakpoints kept with their ids, the same run again', async () => {
+    const path = write.calls();
+    const m0 = d.mark();
+    let bpId = 0;
+    await d.launch({ program: path, stopOnEntry: true }, async (c) => {
+      const r = await c.dc.setBreakpointsRequest({ source: { path }, breakpoints: [{ line: lineOf(CALLS, 'INNER-FIRST') }] });
+      bpId = r.body.breakpoints[0].id!;
+    });
+    await d.stopped(m0);
+    let s = await d.continueTo();
+    assert.deepEqual(s.body.hitBreakpointIds, [bpId]);
+    const raxBefore = await d.register(1, 'rax');
+    // mid-run: the program has counted to 5 and its memory says so
+    assert.match((await d.evaluate('dword [counter]')).result, /\(5\)$/);
+    const m = d.mark();
+    await d.dc.customRequest('restart', {});
+    s = await d.stopped(m);
+    assert.equal(s.body.reason, 'entry');
+    const threads = (d.after('thread', m) as DebugProtocol.ThreadEvent[]).map((e) => `${e.body.reason} ${e.body.threadId}`);
+    assert.deepEqual(threads, ['exited 1', 'exited 2', 'started 1', 'started 2']);
+    const changed = d.after('breakpoint', m) as DebugProtocol.BreakpointEvent[];
+    assert.deepEqual(changed.map((e) => [e.body.reason, e.body.breakpoint.id, e.body.breakpoint.verified, e.body.breakpoint.line]), [['changed', bpId, true, lineOf(CALLS, 'INNER-FIRST')]]);
+    assert.match((await d.evaluate('dword [counter]')).result, /\(0\)$/, 'memory as loaded');
+    assert.equal((await d.frames(1))[0].instructionPointerReference, '0x100000');
+    s = await d.continueTo();
+    assert.deepEqual(s.body.hitBreakpointIds, [bpId]);
+    assert.equal(await d.register(1, 'rax'), raxBefore, 'the same run');
+    assert.equal(await d.runToExit(), 0);
+  });
+
+  it('restart with changed attributes and an edited program: breakpoints resolved again; bad attributes keep the session', async () => {
+    const path = program('edit.vasm', CALLS);
+    const m0 = d.mark();
+    let ids: number[] = [];
+    await d.launch({ program: path, stopOnEntry: true }, async (c) => {
+      const r = await c.dc.setBreakpointsRequest({ source: { path }, breakpoints: [{ line: lineOf(CALLS, 'INNER-FIRST') }, { line: lineOf(CALLS, 'AFTER-OUTER') }] });
+      ids = r.body.breakpoints.map((b) => b.id!);
+    });
+    await d.stopped(m0);
+    // bad attributes: an error naming the attribute; the run goes on as it was
+    assert.match(await d.fails(d.dc.customRequest('restart', { arguments: { program: path, vcpus: 0 } })), /launch attribute 'vcpus'/);
+    assert.equal((await d.dc.threadsRequest()).body.threads.length, 2);
+    // the edit puts a comment line where INNER-FIRST was: that breakpoint moves to the code after it
+    const edited = CALLS.replace(/^inner:.*INNER-FIRST$/m, '; gone\ninner:  add     rax, rax                ; INNER-FIRST');
+    writeFileSync(path, edited);
+    const m = d.mark();
+    await d.dc.customRequest('restart', { arguments: { program: path, stopOnEntry: false, vcpus: 1 } });
+    const s = await d.stopped(m);
+    const changed = (d.after('breakpoint', m) as DebugProtocol.BreakpointEvent[]).map((e) => e.body.breakpoint);
+    assert.deepEqual(changed.map((b) => [b.id, b.verified, b.line]), [[ids[0], true, lineOf(edited, 'INNER-FIRST')], [ids[1], true, lineOf(CALLS, 'AFTER-OUTER')]]);
+    assert.equal(s.body.reason, 'breakpoint');
+    assert.deepEqual(s.body.hitBreakpointIds, [ids[0]]);
+    assert.equal(d.after('continued', m).length, 1, 'running after the restart');
+    assert.deepEqual((await d.dc.threadsRequest()).body.threads.map((t) => t.id), [1]);
   });
 
   it('the guest console arrives as stdout output before exited and terminated', async () => {

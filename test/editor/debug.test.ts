@@ -284,6 +284,21 @@ describe('VS Code web: debugging a guest program as a user does', function () {
     await runCommand('View: Toggle Maximized Panel');
   });
 
+  it('Ctrl+Shift+F5 restarts in place: stopped at _start again, the breakpoint kept and hit again', async () => {
+    const editor = editorOf(CALLS_FILE);
+    await page.keyboard.press('Control+Shift+F5');
+    await frameRow('_start', START_LINE).waitFor();
+    await waitForCurrentLine(editor, START_LINE);
+    const threads = await until('both vCPU threads again, the first paused on entry', callStack, (t) => t.length === 2 && /^Paused on entry/i.test(t[0].state));
+    assert.deepEqual(threads[0].frames, [`_start ${CALLS_FILE} ${START_LINE}:1`]);
+    await scrollTo('debug-variables', ripRow('0x0000000000100000'));
+    await waitForBreakpointGlyph(editor, ADD_LINE, true);
+    await page.keyboard.press('F5');
+    await frameRow('add_ecx', ADD_LINE).waitFor();
+    await waitForCurrentLine(editor, ADD_LINE);
+    await shot('restarted');
+  });
+
   it('the Breakpoints view lists the event breakpoints; Shift+F5 ends the session', async () => {
     const labels = EVENT_FILTERS.map((f) => f.label);
     const rows = rowsOf('debug-breakpoints');
