@@ -400,6 +400,38 @@ describe('machine: fast paths are exact', () => {
     }
   });
 
+  it('dead flags: ALU ops whose flags the next op overwrites skip them in whole blocks, and nothing can tell', () => {
+    // each op's flags are overwritten by the next but for the ones pushfq and adc read; the
+    // observed flags accumulate in r12 and r13, and one instruction at a time records them all
+    const dead = withIdt(`
+        mov     ecx, 500
+        mov     rax, 0x7ffffffffffffff0
+.loop:  add     rax, rcx
+        sub     eax, 3
+        and     rbx, rax
+        or      edx, 0x7f
+        xor     r8, rdx
+        cmp     rax, rbx
+        test    ecx, 3
+        add     r9, -5
+        pushfq
+        pop     r11
+        add     r12, r11
+        sub     rbx, rdx
+        adc     r13, 0
+        xor     r14, r14
+        add     r14, rax
+        setc    r15b
+        dec     rcx
+        jnz     .loop
+        out     0xf4, al`, '');
+    const runs = [1000, 13, 1].map((quantum) => run(dead, { quantum }));
+    const reference = runs[runs.length - 1].result;
+    assert.equal(reference.status, 'done');
+    assert.notEqual(BigInt(reference.vcpus[0].regs.r12), 0n);
+    for (const r of runs) assert.deepEqual(r.result.vcpus, reference.vcpus);
+  });
+
   it('a step budget can end inside a fused pair and inside a tight loop', () => {
     const m = machineFor(src);
     let steps = 0;

@@ -11,6 +11,7 @@ import { ACCESS_FETCH, type Cpu, hiOf, loOf } from './cpu';
 import { GuestFault, hasErrorCode, PF, UD } from './exceptions';
 import { toInsn } from './insn';
 import { compile } from './ops/compile';
+import { overwritesFlags, quietAlu } from './ops/alu';
 import { fuse } from './ops/fuse';
 import { MAX_BLOCK_INSNS, ONE_EACH, type Op } from './ops/op';
 import type { Insn } from './insn';
@@ -52,8 +53,10 @@ export class Block {
     readonly pages: readonly number[],
     /** fusion of instruction i with i + 1, where the pair fuses */
     fusedPairs: ReadonlyMap<number, Op> = new Map(),
+    /** instruction i without its flags, where the next one overwrites them (alu.ts, "dead flags") */
+    quiet: ReadonlyMap<number, Op> = new Map(),
   ) {
-    if (fusedPairs.size === 0) {
+    if (fusedPairs.size === 0 && quiet.size === 0) {
       this.fused = ops;
       this.fusedCounts = ONE_EACH;
       this.fusedAddrs = addrs;
@@ -70,7 +73,7 @@ export class Block {
       if (pair && i + 1 < ops.length) {
         fused.push(pair);
         i++;
-      } else fused.push(ops[i]);
+      } else fused.push(quiet.get(i) ?? ops[i]);
       counts.push(i + 1);
       fn.push(nexts[i]);
     }
@@ -264,6 +267,7 @@ export class BlockCache {
     }
     const usedPages = offsetPages(pages, firstPageBytes, nexts[nexts.length - 1] - start);
     const pairs = new Map<number, Op>();
+    const quiet = new Map<number, Op>();
     for (let i = 0; i + 1 < ops.length; i++) {
       const a = insns[i];
       const b = insns[i + 1];
@@ -271,9 +275,12 @@ export class BlockCache {
       if (f) {
         pairs.set(i, f);
         i++;
+        continue;
       }
+      const q = a && b && overwritesFlags(b) ? quietAlu(a) : undefined;
+      if (q) quiet.set(i, q);
     }
-    const block = new Block(start, cpu.cr3, ops, addrs, nexts, usedPages, pairs);
+    const block = new Block(start, cpu.cr3, ops, addrs, nexts, usedPages, pairs, quiet);
     block.tightLoop = isTightLoop(insns, ops.length, start);
     block.breakpoint = this.breakpointSet.has(start);
     this.built++;

@@ -681,3 +681,178 @@ export function unaryAlu(insn: Insn, kind: UnaryKind): Compiled {
     }
   });
 }
+
+// ---- dead flags ------------------------------------------------------------------------------
+// Within a block run whole, an ALU instruction whose flags the next instruction overwrites
+// without reading them (and without a chance to fault first) need not record them: nothing can
+// observe them in between. Only the fused array of a block uses these (blocks.ts); single steps,
+// budgets ending inside a block and interrupt shadows run the ordinary ops.
+
+/** Does `insn` set all six arithmetic flags from its operands alone, unable to fault? */
+export function overwritesFlags(insn: Insn): boolean {
+  const name = insn.mnemonicName.toLowerCase();
+  if (!['add', 'sub', 'and', 'or', 'xor', 'cmp', 'test'].includes(name) || insn.lock) return false;
+  const [dst, src] = insn.ops;
+  return dst?.kind === 'reg' && (src?.kind === 'reg' || src?.kind === 'imm');
+}
+
+// One literal per operation and form, as for the fast ops above.
+const QUIET64_RR: Readonly<Record<string, FastFactory>> = {
+  add: (d, s) => (c) => {
+    const r = c.r;
+    const alo = r[d];
+    const lo = (alo + r[s]) | 0;
+    r[d + 1] = (r[d + 1] + r[s + 1] + ((lo >>> 0) < (alo >>> 0) ? 1 : 0)) | 0;
+    r[d] = lo;
+    return 0;
+  },
+  sub: (d, s) => (c) => {
+    const r = c.r;
+    const alo = r[d];
+    const blo = r[s];
+    r[d + 1] = (r[d + 1] - r[s + 1] - ((alo >>> 0) < (blo >>> 0) ? 1 : 0)) | 0;
+    r[d] = (alo - blo) | 0;
+    return 0;
+  },
+  and: (d, s) => (c) => {
+    const r = c.r;
+    r[d] &= r[s];
+    r[d + 1] &= r[s + 1];
+    return 0;
+  },
+  or: (d, s) => (c) => {
+    const r = c.r;
+    r[d] |= r[s];
+    r[d + 1] |= r[s + 1];
+    return 0;
+  },
+  xor: (d, s) => (c) => {
+    const r = c.r;
+    r[d] ^= r[s];
+    r[d + 1] ^= r[s + 1];
+    return 0;
+  },
+};
+
+const QUIET64_RI: Readonly<Record<string, FastFactory>> = {
+  add: (d, _s, ilo, ihi) => (c) => {
+    const r = c.r;
+    const alo = r[d];
+    const lo = (alo + ilo) | 0;
+    r[d + 1] = (r[d + 1] + ihi + ((lo >>> 0) < (alo >>> 0) ? 1 : 0)) | 0;
+    r[d] = lo;
+    return 0;
+  },
+  sub: (d, _s, ilo, ihi) => (c) => {
+    const r = c.r;
+    const alo = r[d];
+    r[d + 1] = (r[d + 1] - ihi - ((alo >>> 0) < (ilo >>> 0) ? 1 : 0)) | 0;
+    r[d] = (alo - ilo) | 0;
+    return 0;
+  },
+  and: (d, _s, ilo, ihi) => (c) => {
+    const r = c.r;
+    r[d] &= ilo;
+    r[d + 1] &= ihi;
+    return 0;
+  },
+  or: (d, _s, ilo, ihi) => (c) => {
+    const r = c.r;
+    r[d] |= ilo;
+    r[d + 1] |= ihi;
+    return 0;
+  },
+  xor: (d, _s, ilo, ihi) => (c) => {
+    const r = c.r;
+    r[d] ^= ilo;
+    r[d + 1] ^= ihi;
+    return 0;
+  },
+};
+
+const QUIET32_RR: Readonly<Record<string, FastFactory>> = {
+  add: (d, s) => (c) => {
+    const r = c.r;
+    r[d] = (r[d] + r[s]) | 0;
+    r[d + 1] = 0;
+    return 0;
+  },
+  sub: (d, s) => (c) => {
+    const r = c.r;
+    r[d] = (r[d] - r[s]) | 0;
+    r[d + 1] = 0;
+    return 0;
+  },
+  and: (d, s) => (c) => {
+    const r = c.r;
+    r[d] &= r[s];
+    r[d + 1] = 0;
+    return 0;
+  },
+  or: (d, s) => (c) => {
+    const r = c.r;
+    r[d] |= r[s];
+    r[d + 1] = 0;
+    return 0;
+  },
+  xor: (d, s) => (c) => {
+    const r = c.r;
+    r[d] ^= r[s];
+    r[d + 1] = 0;
+    return 0;
+  },
+};
+
+const QUIET32_RI: Readonly<Record<string, FastFactory>> = {
+  add: (d, _s, ilo) => (c) => {
+    const r = c.r;
+    r[d] = (r[d] + ilo) | 0;
+    r[d + 1] = 0;
+    return 0;
+  },
+  sub: (d, _s, ilo) => (c) => {
+    const r = c.r;
+    r[d] = (r[d] - ilo) | 0;
+    r[d + 1] = 0;
+    return 0;
+  },
+  and: (d, _s, ilo) => (c) => {
+    const r = c.r;
+    r[d] &= ilo;
+    r[d + 1] = 0;
+    return 0;
+  },
+  or: (d, _s, ilo) => (c) => {
+    const r = c.r;
+    r[d] |= ilo;
+    r[d + 1] = 0;
+    return 0;
+  },
+  xor: (d, _s, ilo) => (c) => {
+    const r = c.r;
+    r[d] ^= ilo;
+    r[d + 1] = 0;
+    return 0;
+  },
+};
+
+const QUIET_NOP = (): number => 0;
+
+/**
+ * `insn` without its flags, for when the next instruction overwrites them (overwritesFlags), or
+ * undefined when `insn` is not a 32/64-bit register ALU op of that kind. cmp and test then do
+ * nothing at all.
+ */
+export function quietAlu(insn: Insn): ((c: Cpu) => number) | undefined {
+  if (!overwritesFlags(insn) || (insn.opSize !== 8 && insn.opSize !== 4)) return undefined;
+  const kind = insn.mnemonicName.toLowerCase();
+  if (kind === 'cmp' || kind === 'test') return QUIET_NOP;
+  const [dst, src] = insn.ops;
+  if (dst.kind !== 'reg') return undefined;
+  const d = 2 * dst.reg.index;
+  const s = src.kind === 'reg' ? 2 * src.reg.index : -1;
+  const ilo = src.kind === 'imm' ? src.lo : 0;
+  const ihi = src.kind === 'imm' ? src.hi : 0;
+  const table = insn.opSize === 8 ? (s < 0 ? QUIET64_RI : QUIET64_RR) : s < 0 ? QUIET32_RI : QUIET32_RR;
+  return table[kind](d, s, ilo, ihi);
+}
