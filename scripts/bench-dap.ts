@@ -83,8 +83,9 @@ export async function measureDap(root: string): Promise<DapFigures> {
 there:  out 0xf4, al
 `;
   writeFileSync(far, farText);
-  plainRunMips(farText); // warm up
-  const plain = plainRunMips(farText);
+  // warm up, then the best of three (the adapter's figure is one run: compare it with the plain run at its best)
+  plainRunMips(farText);
+  const plain = Math.max(plainRunMips(farText), plainRunMips(farText), plainRunMips(farText));
   const { dc } = await session(adapter, far, { maxSteps: 1_000_000_000 });
   await dc.setBreakpointsRequest({ source: { path: far }, breakpoints: [{ line: 4 }] });
   const t = process.hrtime.bigint();
