@@ -3,6 +3,7 @@
 // contracts/dap.md. Everything here only reads: no page walk with side effects, no MMIO, no PPR
 // update, no event.
 
+import type { AvicInhibitRow, AvicState } from './avic-state';
 import { kvm_apic_mode, kvm_apicv_activated, kvm_vcpu_apicv_activated } from '../machine/kvm/apicv';
 import {
   APIC_DFR, APIC_ESR, APIC_ICR, APIC_ICR2, APIC_ID, APIC_IRR, APIC_ISR, APIC_LDR, APIC_LVR, APIC_LVT0, APIC_LVT1, APIC_LVTERR,
@@ -246,18 +247,11 @@ export function vcpuKvm(m: Machine, v: KvmVcpu): VarNode[] {
   ];
 }
 
-export interface InhibitRow {
-  readonly reason: string;
-  readonly bit: number;
-  readonly set: boolean;
-  readonly lastChange: { readonly seq: number; readonly vcpu: number | null; readonly hostStack: readonly string[] } | null;
-}
-
 /** every reason of the modelled enum (12 at v6.3, 13 under v3), with the last call that changed it */
-export function inhibitTable(m: Machine): InhibitRow[] {
+export function inhibitTable(m: Machine): AvicInhibitRow[] {
   const kvm = m.kvm;
   const count = kvm.design.x2apicInhibitListed ? 13 : 12;
-  const last = new Map<number, InhibitRow['lastChange']>();
+  const last = new Map<number, AvicInhibitRow['lastChange']>();
   for (const e of m.events) {
     if (e.kind === 'inhibit-change' && e.changed) last.set(e.reason, { seq: e.seq, vcpu: e.vcpu, hostStack: e.hostStack ?? [] });
   }
@@ -287,7 +281,7 @@ export function vmKvm(m: Machine): VarNode[] {
 }
 
 /** The body of `avic/state` (contracts/dap.md). */
-export function avicState(m: Machine, seq: number): unknown {
+export function avicState(m: Machine, seq: number): AvicState {
   const kvm = m.kvm;
   return {
     seq,

@@ -26,6 +26,12 @@ export interface RuntimeHost {
   readonly includeDir: string | undefined;
   /** runs `f` after pending requests had their turn */
   defer(f: () => void): void;
+  /**
+   * Makes `reader` read the sources of `program` as they are now, before a restart (a host that
+   * reads ahead, as the extension does through vscode.workspace.fs). A host whose reader reads
+   * the disk on every call needs none.
+   */
+  reloadSources?(program: unknown): Promise<void>;
 }
 
 export type StopKind = 'entry' | 'breakpoint' | 'step' | 'pause' | 'exception' | 'function breakpoint' | 'data breakpoint' | 'instruction breakpoint';
@@ -175,7 +181,8 @@ export class AvicRuntime {
    * at once. Throws LaunchError, leaving the current run as it is, when the new ones are bad.
    * Returns the breakpoints as they are now, for `breakpoint` events.
    */
-  restart(args: LaunchArguments): BreakpointResult[] {
+  async restart(args: LaunchArguments): Promise<BreakpointResult[]> {
+    await this.host.reloadSources?.(args.program);
     const launched = prepareLaunch(args, this.host.reader, this.host.includeDir);
     this.install(launched);
     const r = this.requested;

@@ -188,13 +188,14 @@ export class AvicDebugSession extends DebugSession {
     if (this.launched) this.runtime.start();
   }
 
-  protected override restartRequest(response: DebugProtocol.RestartResponse, args: DebugProtocol.RestartArguments): void {
+  protected override async restartRequest(response: DebugProtocol.RestartResponse, args: DebugProtocol.RestartArguments): Promise<void> {
     if (!this.launched) return this.fail(response, 'the program has not been launched');
-    const before = this.runtime.threads().map((t) => t.id);
     let breakpoints: BreakpointResult[];
+    let before: number[];
     try {
+      before = this.runtime.threads().map((t) => t.id);
       // the client may send changed launch attributes; without them, the same ones
-      breakpoints = this.runtime.restart(((args?.arguments as object | undefined) ?? this.runtime.launchArguments) as never);
+      breakpoints = await this.runtime.restart(((args?.arguments as object | undefined) ?? this.runtime.launchArguments) as never);
     } catch (e) {
       if (e instanceof LaunchError || e instanceof RangeError) {
         this.sendErrorResponse(response, { id: 1001, format: e.message.replace(/\{/g, '(').replace(/\}/g, ')'), showUser: true });

@@ -1,11 +1,12 @@
 // Activation shared by the Node and the browser extension host: assembler diagnostics for
-// `.vasm` documents, the "Show Listing" command, and the `avic` debug type.
+// `.vasm` documents, the "Show Listing" command, the `avic` debug type and its KVM views.
 
 import * as vscode from 'vscode';
 import { assemble, type AssembleResult } from '../asm/assembler';
 import { formatListing } from '../asm/listing';
 import { registerDebugAdapter } from './debug-adapter';
 import { loadSources } from './sources';
+import { registerStateViews } from './state-views';
 
 export const LANGUAGE_ID = 'avic-asm';
 const LISTING_SCHEME = 'avic-listing';
@@ -73,6 +74,7 @@ export function activateAvic(context: vscode.ExtensionContext): void {
   );
   for (const d of vscode.workspace.textDocuments) void check(d);
   registerDebugAdapter(context, includeDir);
+  registerStateViews(context);
 }
 
 class ListingProvider implements vscode.TextDocumentContentProvider {

@@ -8,6 +8,7 @@
 import * as vscode from 'vscode';
 import { isAbsolute } from '../asm/paths';
 import type { FileReader } from '../asm/preprocessor';
+import type { RuntimeHost } from '../debug/runtime';
 import { AvicDebugSession } from '../debug/session';
 import { loadSources } from './sources';
 
@@ -44,11 +45,23 @@ function adapterProgram(program: unknown): unknown {
 export function registerDebugAdapter(context: vscode.ExtensionContext, includeDir: string): void {
   const factory: vscode.DebugAdapterDescriptorFactory = {
     async createDebugAdapterDescriptor(session) {
-      const program = String(session.configuration.program ?? '');
-      const uri = programUri(program);
-      const files = await loadSources(uri.toString(), [includeDir]);
-      const reader = pathAndUriReader(files, program, uri);
-      return new vscode.DebugAdapterInlineImplementation(new AvicDebugSession({ reader, includeDir, defer: (f) => setTimeout(f, 0) }));
+      const read = async (program: string): Promise<FileReader> => {
+        const uri = programUri(program);
+        return pathAndUriReader(await loadSources(uri.toString(), [includeDir]), program, uri);
+      };
+      let reader = await read(String(session.configuration.program ?? ''));
+      const host: RuntimeHost = {
+        get reader() {
+          return reader;
+        },
+        includeDir,
+        defer: (f) => setTimeout(f, 0),
+        // a restart assembles the program as the editor has it now, unsaved edits included
+        reloadSources: async (program) => {
+          reader = await read(String(program ?? ''));
+        },
+      };
+      return new vscode.DebugAdapterInlineImplementation(new AvicDebugSession(host));
     },
   };
   const provider: vscode.DebugConfigurationProvider = {

@@ -1,8 +1,8 @@
 // End-to-end test of the `avic` debugger in a real VS Code (the web workbench served by
 // scripts/editor/serve.ts, in Debian's Chromium), used the way a person debugs: F5 on an open
-// program with no launch.json, the Call Stack, Variables and Breakpoints views, F10, a click in
-// the gutter, the Debug Console, Shift+F5. The program is calls.vasm (two vCPUs, a function
-// called twice). Each step leaves a PNG `debug-NN-*.png` in .build/editor-screenshots/.
+// program with no launch.json, the Call Stack, Variables and Breakpoints views, the KVM views
+// (APICv Inhibits, vCPUs), F10, a click in the gutter, the Debug Console, a restart after an
+// edit, Shift+F5. The program is calls.vasm (two vCPUs, a function called twice). Each step leaves a PNG `debug-NN-*.png` in .build/editor-screenshots/.
 //
 // Needs `npm run build` first (dist/web/extension.js). Skips like editor.test.ts without
 // Chromium or the npm packages. See test/editor/README.md.
@@ -284,8 +284,56 @@ describe('VS Code web: debugging a guest program as a user does', function () {
     await runCommand('View: Toggle Maximized Panel');
   });
 
-  it('Ctrl+Shift+F5 restarts in place: stopped at _start again, the breakpoint kept and hit again', async () => {
+  it('the APICv Inhibits and vCPUs (KVM) views show the bitmap and the vCPUs, and follow a console command', async () => {
+    const pane = (title: string): Locator => page.locator('.part.sidebar .pane').filter({ has: page.locator('.pane-header', { hasText: new RegExp(`^${title}`) }) });
+    const rows = (title: string): Locator => pane(title).locator('.monaco-list-row');
+    const texts = (title: string): Promise<string[]> => rows(title).evaluateAll((rs: DomNode[]) => rs.map((r) => (r.textContent ?? '').replace(/\s+/g, ' ').trim()));
+    // make room: fold the built-in views (unfolded again at the end), open ours
+    const folded: string[] = [];
+    for (const title of ['Variables', 'Watch', 'Call Stack', 'Breakpoints']) {
+      const header = pane(title).locator('.pane-header');
+      if ((await header.getAttribute('aria-expanded')) !== 'true') continue;
+      await header.click();
+      folded.push(title);
+    }
+    for (const title of ['APICv Inhibits', 'vCPUs \\(KVM\\)']) {
+      const header = pane(title).locator('.pane-header');
+      await header.waitFor();
+      if ((await header.getAttribute('aria-expanded')) !== 'true') await header.click();
+    }
+    // (the list draws the rows in sight: the word and the first reasons; all 12 are in test/extension)
+    const inhibits = await until('the inhibit view lists the word and the reasons by bit', () => texts('APICv Inhibits'), (t) => t.length >= 5);
+    assert.match(inhibits[0], /^apicv_inhibit_reasons ?0x0 · APICv activated$/);
+    assert.ok(inhibits.some((t) => /^BLOCKIRQ ?bit 3$/.test(t)), inhibits.join(' | '));
+    const vcpus = await until('the vCPU view lists both vCPUs', () => texts('vCPUs \\(KVM\\)'), (t) => t.length === 2);
+    vcpus.forEach((t, i) => assert.match(t, new RegExp(`^vCPU ${i} ?xAPIC · APICv active · SRCU 0`)));
+    await shot('kvm-views');
+
+    // a debugger action: kvm_set_or_clear_apicv_inhibit requests KVM_REQ_APICV_UPDATE of every
+    // vCPU and waits for them, frozen as they are, so it stays queued; the views follow
+    // avic/stateChanged: both vCPUs have the request pending, the word is not stored yet
+    await evaluate('inhibit set BLOCKIRQ', /^inhibit set BLOCKIRQ: queued; it runs when execution resumes\. Paused: .*KVM_REQ_APICV_UPDATE/);
+    await until('both vCPUs show the pending request', () => texts('vCPUs \\(KVM\\)'), (t) => t.length === 2 && t.every((x) => x.endsWith('SRCU 0 · 1 request')));
+    assert.match((await texts('APICv Inhibits'))[0], /^apicv_inhibit_reasons ?0x0/);
+    await shot('kvm-views-request-pending');
+    // Continue: the vCPUs acknowledge, the word takes the bit, and the next breakpoint stop shows it
+    await page.keyboard.press('F5');
+    await until('the word shows BLOCKIRQ', () => texts('APICv Inhibits'), (t) => /^apicv_inhibit_reasons ?0x8 · APICv inhibited$/.test(t[0]) && t.some((x) => /^BLOCKIRQ ?bit 3 · set$/.test(x)));
+    await shot('kvm-views-inhibited');
+    for (const title of folded) await pane(title).locator('.pane-header').click();
+  });
+
+  it('Ctrl+Shift+F5 restarts in place with the program as edited: stopped at _start again, the breakpoint kept and hit again', async () => {
     const editor = editorOf(CALLS_FILE);
+    // an unsaved edit: `mov eax, 1` becomes `mov eax, 7` (same length: the addresses stay)
+    const column = CALLS_LINES[START_LINE - 1].indexOf('1') + 1;
+    await editor.click();
+    await page.keyboard.press('Control+G');
+    await page.keyboard.type(`${START_LINE}:${column}`);
+    await page.keyboard.press('Enter');
+    await page.keyboard.press('Shift+ArrowRight');
+    await page.keyboard.type('7');
+    await editor.locator('.view-line').filter({ hasText: /^_start:\s+mov\s+eax,\s7\s/ }).waitFor();
     await page.keyboard.press('Control+Shift+F5');
     await frameRow('_start', START_LINE).waitFor();
     await waitForCurrentLine(editor, START_LINE);
@@ -296,7 +344,13 @@ describe('VS Code web: debugging a guest program as a user does', function () {
     await page.keyboard.press('F5');
     await frameRow('add_ecx', ADD_LINE).waitFor();
     await waitForCurrentLine(editor, ADD_LINE);
+    // the machine runs the edited program
+    assert.equal((await evaluate('rax', /^0x[0-9a-f]{16} \(\d+\)$/)).trim(), '0x0000000000000007 (7)');
     await shot('restarted');
+    // undo the edit: the file is as saved again for the sessions after this one
+    await editor.click();
+    await page.keyboard.press('Control+Z');
+    await editor.locator('.view-line').filter({ hasText: /^_start:\s+mov\s+eax,\s1\s/ }).waitFor();
   });
 
   it('the Breakpoints view lists the event breakpoints; Shift+F5 ends the session', async () => {
