@@ -7,6 +7,7 @@
 //   guest_mips_64_vcpus          64 vCPUs each running the loop, aggregate
 //   bochs_mips, qemu_tcg_mips, kvm_mips   the peers on the same loop (scripts/peers); null + reasons
 //   asm_lines_per_s, asm_cli_cold_ms, nasm_cli_cold_ms   the assembler and its reference
+//   ipi_pingpong_us(_avic_off), kvm_ipi_pingpong_us   an x2APIC IPI round trip, ours and real KVM's (scripts/peers/pingpong.ts)
 //   dap_*                        the debug adapter over stdio (scripts/bench-dap.ts)
 
 import { spawnSync } from 'node:child_process';
@@ -18,6 +19,7 @@ import { DEFAULT_OPTIONS, Machine } from '../src/machine/machine';
 import { corpusSource, FIRST_LINE, generateCorpus } from '../test/asm/corpus';
 import { measureDap } from './bench-dap';
 import { expectedChecksum, INSTRUCTIONS_PER_ITERATION, loopImage, machineInfo, measurePeers } from './peers/peers';
+import { measurePingPong } from './peers/pingpong';
 
 const ROOT = join(__dirname, '..');
 const json = process.argv.includes('--json');
@@ -117,6 +119,9 @@ if (withPeers) peers = measurePeers();
 else for (const k of ['bochs_mips', 'qemu_tcg_mips', 'kvm_mips']) reasons[k] = 'not measured (--no-peers)';
 Object.assign(reasons, peers?.reasons ?? {});
 
+const pingPong = measurePingPong(withPeers);
+Object.assign(reasons, pingPong.reasons);
+
 void (async () => {
 const dap = await measureDap(ROOT);
 const round = (x: number | null | undefined) => (x === null || x === undefined ? null : Math.round(x * 10) / 10);
@@ -130,6 +135,9 @@ const result = {
   asm_lines_per_s: asmLinesPerS,
   asm_cli_cold_ms: cli && Math.round(cli),
   nasm_cli_cold_ms: nasm && Math.round(nasm),
+  ipi_pingpong_us: pingPong.ipi_pingpong_us,
+  ipi_pingpong_us_avic_off: pingPong.ipi_pingpong_us_avic_off,
+  kvm_ipi_pingpong_us: pingPong.kvm_ipi_pingpong_us,
   ...dap,
   reasons,
   machine: machineInfo(),
@@ -148,6 +156,8 @@ else {
   row('kvm_mips', result.kvm_mips, `guest_mips / kvm_mips = ${ratio(result.guest_mips, result.kvm_mips)} (native, CPL3)`);
   row('asm_lines_per_s', result.asm_lines_per_s);
   row('asm_cli_cold_ms', result.asm_cli_cold_ms, `nasm: ${result.nasm_cli_cold_ms ?? 'n/a'} ms`);
+  row('ipi_pingpong_us', result.ipi_pingpong_us, `x2APIC IPI round trip between two vCPUs, AVIC + x2AVIC (AVIC off: ${result.ipi_pingpong_us_avic_off} us)`);
+  row('kvm_ipi_pingpong_us', result.kvm_ipi_pingpong_us, `real KVM: ours takes ${ratio(result.ipi_pingpong_us, result.kvm_ipi_pingpong_us)} its time (target < 1x)`);
   row('dap_launch_to_stop_ms', result.dap_launch_to_stop_ms, 'launch to the first stop over stdio, median of 5 (target < 300 ms)');
   row('dap_step_p50_ms_1_vcpu', result.dap_step_p50_ms_1_vcpu, `p99 ${result.dap_step_p99_ms_1_vcpu} ms (instruction step round trip)`);
   row('dap_step_p50_ms_64_vcpus', result.dap_step_p50_ms_64_vcpus, `p99 ${result.dap_step_p99_ms_64_vcpus} ms (target p99 < 10 ms)`);

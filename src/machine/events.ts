@@ -77,8 +77,11 @@ export class EventLog {
 
   constructor(private readonly now: () => number) {}
 
+  /** Records `e`, which becomes the event (it gets its seq and step): pass a fresh object. */
   add(e: NewEvent): MachineEvent {
-    const full = { ...e, seq: this.events.length + 1, step: this.now() } as MachineEvent;
+    const full = e as MachineEvent & { seq: number; step: number };
+    full.seq = this.events.length + 1;
+    full.step = this.now();
     this.events.push(full);
     this.counts.set(e.kind, (this.counts.get(e.kind) ?? 0) + 1);
     for (const l of this.listeners) l(full);

@@ -205,7 +205,12 @@ export class Machine implements CpuBus {
     const cpu = vcpu === null ? null : this.cpus[vcpu];
     // kvm_exit reports the RIP of the instruction that exited
     const rip = cpu === null ? 0 : e.kind === 'vmexit' && cpu.exitRip !== -1 ? cpu.exitRip : cpu.rip;
-    this.log.add({ ...e, vcpu, rip, hostStack: t.stack.length > 0 ? t.hostStack() : undefined } as NewEvent);
+    // every caller passes a fresh literal: it becomes the event, without a copy
+    const ev = e as HostEvent & { vcpu: number | null; rip: number; hostStack?: readonly string[] };
+    ev.vcpu = vcpu;
+    ev.rip = rip;
+    if (t.stack.length > 0) ev.hostStack = t.hostStack();
+    this.log.add(ev as NewEvent);
   }
 
   // ---- state the CLI and the debugger read --------------------------------------------------------

@@ -284,6 +284,31 @@ patch:  mov     eax, 1          ; b8 01 00 00 00: the guest rewrites the immedia
     assert.equal(r.reg('rax'), 7n);
   });
 
+  it('self-modifying code: a store into the next instruction of the running block takes effect at once', () => {
+    const r = run(`
+        default rel
+_start: mov     byte [.imm + 1], 9  ; the immediate of the mov right after this store
+.imm:   mov     eax, 1
+        mov     ebx, eax
+        ${DONE}`);
+    assert.equal(r.reg('rbx'), 9n);
+  });
+
+  it('data beside code on the same page: stores there do not throw the decoded code away', () => {
+    // a loop that stores to a counter on its own code page 10,000 times
+    const r = run(`
+        default rel
+_start: mov     ecx, 10000
+.loop:  inc     dword [counter]
+        dec     ecx
+        jnz     .loop
+        mov     eax, [counter]
+        ${DONE}
+counter: dd 0`);
+    assert.equal(r.reg('rax'), 10000n);
+    assert.ok(r.machine.blocks.built < 10, `${r.machine.blocks.built} blocks built: the loop was decoded again after stores beside it`);
+  });
+
   it('is deterministic: the same options give the same events; seeds change random schedules', () => {
     const src = `
         default rel

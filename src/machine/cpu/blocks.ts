@@ -1,8 +1,9 @@
 // Decoded basic blocks: straight-line runs of compiled instructions, decoded once with iced-x86
 // and kept per linear start address (and CR3). A block ends at a control transfer or at an
 // instruction whose effects the runner must see (I/O, MSR, CLI/STI, ...), at a page end, or just
-// before an armed breakpoint, so a breakpoint costs nothing until it is reached. A write to a
-// page that holds decoded code invalidates that page's blocks (self-modifying code, loaders).
+// before an armed breakpoint, so a breakpoint costs nothing until it is reached. A write to bytes
+// that decoded code came from invalidates the blocks made of them (self-modifying code,
+// loaders); a write to data beside the code on the same page leaves the code alone.
 // Blocks chain to their successors so that a loop does not go back to the cache.
 
 import type * as Iced from 'iced-x86';
@@ -18,6 +19,13 @@ import type { Insn } from './insn';
 import type { PhysicalMemory } from '../memory';
 
 const MAX_INSNS = MAX_BLOCK_INSNS;
+
+/** Bytes of one physical page that a block was decoded from. */
+export interface CodeSpan {
+  readonly page: number;
+  readonly from: number;
+  readonly to: number;
+}
 const PAGE = 4096;
 
 export class Block {
@@ -51,6 +59,8 @@ export class Block {
     readonly nexts: readonly number[],
     /** physical pages the block's bytes came from */
     readonly pages: readonly number[],
+    /** the bytes it came from, per page: offsets [from, to) within the page */
+    readonly spans: readonly CodeSpan[],
     /** fusion of instruction i with i + 1, where the pair fuses */
     fusedPairs: ReadonlyMap<number, Op> = new Map(),
     /** instruction i without its flags, where the next one overwrites them (alu.ts, "dead flags") */
@@ -105,6 +115,8 @@ export class Block {
 export class BlockCache {
   private readonly map = new Map<number, Block>();
   private readonly byPage = new Map<number, Block[]>();
+  /** per code page, how many valid blocks were decoded from each byte */
+  private readonly decoded = new Map<number, Uint16Array>();
   private breakpointSet = new Set<number>();
   private instr: Iced.Instruction | undefined;
   /** blocks built so far (statistics) */
@@ -146,50 +158,93 @@ export class BlockCache {
     }
     if (known !== undefined) this.drop(known);
     this.map.set(block.start, block);
-    for (const p of block.pages) {
-      const list = this.byPage.get(p);
+    for (const { page, from, to } of block.spans) {
+      const list = this.byPage.get(page);
       if (list) list.push(block);
-      else this.byPage.set(p, [block]);
-      if (!this.mem.codePages[p] && p < this.mem.codePages.length) {
-        this.mem.codePages[p] = 1;
-        this.onCodePage(p);
+      else this.byPage.set(page, [block]);
+      let counts = this.decoded.get(page);
+      if (!counts) this.decoded.set(page, (counts = new Uint16Array(PAGE)));
+      for (let i = from; i < to; i++) counts[i]++;
+      if (!this.mem.codePages[page] && page < this.mem.codePages.length) {
+        this.mem.codePages[page] = 1;
+        this.onCodePage(page);
       }
     }
     return block;
   }
 
-  /** A guest wrote to a physical page: drop its blocks. Returns whether any existed. */
+  /**
+   * A write to `size` bytes at a physical address on a code page: drops the blocks decoded from
+   * any of those bytes. Returns whether it dropped one (the writer ends its block: it may be one).
+   */
+  invalidateRange(phys: number, size: number): boolean {
+    let dropped = false;
+    for (let at = phys, left = size; left > 0;) {
+      const page = Math.floor(at / PAGE);
+      const from = at - page * PAGE;
+      const to = Math.min(PAGE, from + left);
+      const counts = this.decoded.get(page);
+      let hit = false;
+      if (counts) for (let i = from; i < to && !hit; i++) hit = counts[i] !== 0;
+      if (hit) {
+        for (const b of [...(this.byPage.get(page) ?? [])]) {
+          if (b.spans.some((s) => s.page === page && s.from < to && from < s.to)) this.drop(b);
+        }
+        dropped = true;
+      }
+      left -= to - from;
+      at += to - from;
+    }
+    return dropped;
+  }
+
+  /** Drops every block decoded from a physical page (a debugger write). Returns whether any existed. */
   invalidatePage(page: number): boolean {
     const list = this.byPage.get(page);
-    this.mem.codePages[page] = 0;
     if (!list) return false;
-    this.byPage.delete(page);
-    for (const b of list) this.drop(b);
-    return list.length > 0;
+    for (const b of [...list]) this.drop(b);
+    return true;
   }
 
   /** Paging changed under the decoded code: everything is rebuilt on demand. */
   invalidateAll(): void {
     for (const b of this.map.values()) b.valid = false;
+    for (const list of this.byPage.values()) for (const b of list) b.valid = false;
     this.map.clear();
     for (const p of this.byPage.keys()) this.mem.codePages[p] = 0;
     this.byPage.clear();
+    this.decoded.clear();
   }
 
+  /** Forgets a block: it is not run again, and its bytes no longer count as code. */
   private drop(b: Block): void {
-    b.valid = false;
     if (this.map.get(b.start) === b) this.map.delete(b.start);
+    if (!b.valid) return;
+    b.valid = false;
+    for (const { page, from, to } of b.spans) {
+      const list = this.byPage.get(page);
+      const i = list ? list.indexOf(b) : -1;
+      if (i >= 0) list!.splice(i, 1);
+      const counts = this.decoded.get(page);
+      if (counts) for (let k = from; k < to; k++) counts[k]--;
+      if (list && list.length === 0) {
+        // no code left on the page: writes there go straight to RAM again
+        this.byPage.delete(page);
+        this.decoded.delete(page);
+        this.mem.codePages[page] = 0;
+      }
+    }
   }
 
   /** Reads up to `max` instruction bytes at a linear address through the CPU's page tables (fetch access). */
-  private fetch(cpu: Cpu, lo: number, hi: number, max: number): { bytes: Uint8Array; pages: number[] } {
+  private fetch(cpu: Cpu, lo: number, hi: number, max: number): { bytes: Uint8Array; pages: number[]; offset: number } {
     const phys = cpu.translate(lo, hi, ACCESS_FETCH);
     const inPage = Math.min(max, PAGE - (lo & 0xfff));
     const bytes = new Uint8Array(inPage + 15);
     const ram = this.mem.ram;
     let n = 0;
     for (; n < inPage; n++) bytes[n] = phys + n < this.mem.size ? ram[phys + n] : 0xff;
-    return { bytes: bytes.subarray(0, n), pages: [Math.floor(phys / PAGE)] };
+    return { bytes: bytes.subarray(0, n), pages: [Math.floor(phys / PAGE)], offset: phys % PAGE };
   }
 
   private build(cpu: Cpu): Block {
@@ -265,7 +320,10 @@ export class BlockCache {
     } finally {
       decoder.free();
     }
-    const usedPages = offsetPages(pages, firstPageBytes, nexts[nexts.length - 1] - start);
+    const length = nexts[nexts.length - 1] - start;
+    const usedPages = offsetPages(pages, firstPageBytes, length);
+    const spans: CodeSpan[] = [{ page: usedPages[0], from: first.offset, to: first.offset + Math.min(length, firstPageBytes) }];
+    if (usedPages.length > 1) spans.push({ page: usedPages[1], from: 0, to: length - firstPageBytes });
     const pairs = new Map<number, Op>();
     const quiet = new Map<number, Op>();
     for (let i = 0; i + 1 < ops.length; i++) {
@@ -280,7 +338,7 @@ export class BlockCache {
       const q = a && b && overwritesFlags(b) ? quietAlu(a) : undefined;
       if (q) quiet.set(i, q);
     }
-    const block = new Block(start, cpu.cr3, ops, addrs, nexts, usedPages, pairs, quiet);
+    const block = new Block(start, cpu.cr3, ops, addrs, nexts, usedPages, spans, pairs, quiet);
     block.tightLoop = isTightLoop(insns, ops.length, start);
     block.breakpoint = this.breakpointSet.has(start);
     this.built++;

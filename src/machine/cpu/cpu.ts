@@ -379,12 +379,8 @@ export class Cpu implements FlagState {
       const first = phys >>> 12;
       const last = (phys + size - 1) >>> 12;
       const code = this.bus.mem.codePages;
-      if ((code[first] | code[last]) !== 0) {
-        // self-modifying code: drop the decoded blocks, and end the current block after this instruction
-        const a = this.bus.blocks.invalidatePage(first);
-        const b = last !== first && this.bus.blocks.invalidatePage(last);
-        if (a || b) this.exitReq = 1;
-      }
+      // self-modifying code: drop the blocks decoded from these bytes, and end the current block after this instruction
+      if ((code[first] | code[last]) !== 0 && this.bus.blocks.invalidateRange(phys, size)) this.exitReq = 1;
       switch (size) {
         case 1: this.ram[phys] = v; break;
         case 2: this.view.setUint16(phys, v, true); break;

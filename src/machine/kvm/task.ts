@@ -90,16 +90,21 @@ export class Task {
   enter(name: string): void {
     this.stack.push(name);
     this.frames.push(++this.entered);
+    this.snapshot = null;
   }
 
   leave(): void {
     this.stack.pop();
     this.frames.pop();
+    this.snapshot = null;
   }
 
-  /** Kernel function names, innermost first, as stack traces and events show them. */
-  hostStack(): string[] {
-    return [...this.stack].reverse();
+  /** the last hostStack() answer, while the stack has not changed: the events of one frame share it */
+  private snapshot: readonly string[] | null = null;
+
+  /** Kernel function names, innermost first, as stack traces and events show them (shared: never changed). */
+  hostStack(): readonly string[] {
+    return (this.snapshot ??= Object.freeze([...this.stack].reverse()));
   }
 
   emit(e: HostEvent): void {
