@@ -56,8 +56,8 @@ export function* kvm_set_or_clear_apicv_inhibit(t: Task, kvm: Kvm, reason: numbe
  * KVM_REQ_APICV_UPDATE and waits, *then* stores the word, and on inhibition zaps the APIC page's
  * SPTE under a raw SRCU read lock. `srcu-drop-in-inhibit` also toggles the slot here.
  */
-export function* __kvm_set_or_clear_apicv_inhibit(t: Task, kvm: Kvm, reason: number, set: boolean): HostCode {
-  yield* kfn(t, '__kvm_set_or_clear_apicv_inhibit', function* () {
+export function __kvm_set_or_clear_apicv_inhibit(t: Task, kvm: Kvm, reason: number, set: boolean): HostCode {
+  return kfn(t, '__kvm_set_or_clear_apicv_inhibit', function* () {
     if (kvm.arch.apicv_update_lock.writer !== t) throw new Error('__kvm_set_or_clear_apicv_inhibit without apicv_update_lock held for write');
     if (!(kvm.x86_ops.required_apicv_inhibits & (1 << reason))) return;
     const old = kvm.arch.apicv_inhibit_reasons;
@@ -141,8 +141,8 @@ export function* apicvRefreshCore(t: Task, vcpu: KvmVcpu): HostCode {
  * kvm_vcpu_update_apicv, the static wrapper of v6.3 (x86.c): an x2APIC vCPU on a vendor that
  * allows APICv in x2APIC without x2APIC virtualization first inhibits the APIC-access page.
  */
-export function* kvm_vcpu_update_apicv_wrapper(t: Task, vcpu: KvmVcpu): HostCode {
-  yield* kfn(t, 'kvm_vcpu_update_apicv', function* () {
+export function kvm_vcpu_update_apicv_wrapper(t: Task, vcpu: KvmVcpu): HostCode {
+  return kfn(t, 'kvm_vcpu_update_apicv', function* () {
     if (apic_x2apic_mode(vcpu) && vcpu.kvm.x86_ops.allow_apicv_in_x2apic_without_x2apic_virtualization) {
       yield* kvm_inhibit_apic_access_page(t, vcpu);
     }
@@ -163,8 +163,8 @@ export function* kvm_vcpu_update_apicv(t: Task, vcpu: KvmVcpu): HostCode {
  * 0xFEE00000) or delete. A create of a present slot (-EEXIST) and a delete of an absent one are
  * no-ops, but each call is a `memslot-change` event. Requires slots_lock.
  */
-export function* setApicAccessSlot(t: Task, kvm: Kvm, create: boolean): HostCode {
-  yield* kfn(t, '__x86_set_memory_region', function* () {
+export function setApicAccessSlot(t: Task, kvm: Kvm, create: boolean): HostCode {
+  return kfn(t, '__x86_set_memory_region', function* () {
     if (kvm.slots_lock.owner !== t) throw new Error('__x86_set_memory_region without slots_lock');
     const id = APIC_ACCESS_PAGE_PRIVATE_MEMSLOT;
     const exists = kvm.memslots.has(id);
@@ -198,8 +198,8 @@ export function* kvm_inhibit_apic_access_page(t: Task, vcpu: KvmVcpu): HostCode 
 }
 
 /** v3's kvm_free_apic_access_page: under slots_lock, delete the slot if it is still enabled. */
-export function* kvm_free_apic_access_page(t: Task, kvm: Kvm): HostCode {
-  yield* kfn(t, 'kvm_free_apic_access_page', function* () {
+export function kvm_free_apic_access_page(t: Task, kvm: Kvm): HostCode {
+  return kfn(t, 'kvm_free_apic_access_page', function* () {
     yield* mutex_lock(t, kvm.slots_lock);
     if (kvm.arch.apic_access_memslot_enabled) {
       yield* setApicAccessSlot(t, kvm, false);

@@ -291,8 +291,8 @@ export class KvmVcpu {
 // ---- request helpers (include/linux/kvm_host.h @ v6.3) ------------------------------------------------------
 
 /** kvm_make_request: sets the bit (after a write barrier), no kick. */
-export function* kvm_make_request(t: Task, req: number, vcpu: KvmVcpu): HostCode {
-  yield* kfn(t, 'kvm_make_request', function* () {
+export function kvm_make_request(t: Task, req: number, vcpu: KvmVcpu): HostCode {
+  return kfn(t, 'kvm_make_request', function* () {
     if (req & KVM_REQUEST_NO_ACTION) throw new Error('kvm_make_request with a NO_ACTION request');
     yield* preempt();
     vcpu.setRequest(req, t.transition);
@@ -301,8 +301,8 @@ export function* kvm_make_request(t: Task, req: number, vcpu: KvmVcpu): HostCode
 }
 
 /** kvm_check_request: test and clear. Consuming a request is a preemption point and an event. */
-export function* kvm_check_request(t: Task, req: number, vcpu: KvmVcpu): HostCode<boolean> {
-  return yield* kfn(t, 'kvm_check_request', function* () {
+export function kvm_check_request(t: Task, req: number, vcpu: KvmVcpu): HostCode<boolean> {
+  return kfn(t, 'kvm_check_request', function* () {
     if (!vcpu.testRequest(req)) return false;
     yield* preempt();
     const transition = vcpu.clearRequest(req);
@@ -323,8 +323,8 @@ export function kvm_clear_request(req: number, vcpu: KvmVcpu): void {
  * kvm_vcpu_srcu_read_lock: with CONFIG_PROVE_RCU, warns ("Illegal vCPU srcu_idx LOCK") when
  * srcu_depth was not 0, then takes kvm->srcu and saves the index.
  */
-export function* kvm_vcpu_srcu_read_lock(t: Task, vcpu: KvmVcpu): HostCode {
-  yield* kfn(t, 'kvm_vcpu_srcu_read_lock', function* () {
+export function kvm_vcpu_srcu_read_lock(t: Task, vcpu: KvmVcpu): HostCode {
+  return kfn(t, 'kvm_vcpu_srcu_read_lock', function* () {
     yield* preempt();
     vcpu.srcu_depth++;
     vcpu.kvm.srcu.enter(t);
@@ -336,8 +336,8 @@ export function* kvm_vcpu_srcu_read_lock(t: Task, vcpu: KvmVcpu): HostCode {
  * kvm_vcpu_srcu_read_unlock: releases with the saved index (whatever the task holds), then
  * warns ("Illegal vCPU srcu_idx UNLOCK") when srcu_depth did not come back to 0.
  */
-export function* kvm_vcpu_srcu_read_unlock(t: Task, vcpu: KvmVcpu): HostCode {
-  yield* kfn(t, 'kvm_vcpu_srcu_read_unlock', function* () {
+export function kvm_vcpu_srcu_read_unlock(t: Task, vcpu: KvmVcpu): HostCode {
+  return kfn(t, 'kvm_vcpu_srcu_read_unlock', function* () {
     yield* preempt();
     vcpu.kvm.srcu.leave(t);
     vcpu.srcu_depth--;

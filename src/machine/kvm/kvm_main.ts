@@ -37,8 +37,8 @@ function loadedElsewhere(t: Task, vcpu: KvmVcpu): boolean {
  * kvm_vcpu_kick: wakes the vCPU if it sleeps; otherwise, if it is in guest mode on another
  * pCPU, moves it to EXITING_GUEST_MODE and sends an IPI, which makes it exit.
  */
-export function* kvm_vcpu_kick(t: Task, vcpu: KvmVcpu): HostCode {
-  yield* kfn(t, 'kvm_vcpu_kick', function* () {
+export function kvm_vcpu_kick(t: Task, vcpu: KvmVcpu): HostCode {
+  return kfn(t, 'kvm_vcpu_kick', function* () {
     yield* preempt();
     kvm_vcpu_kick_irq(t, vcpu);
   });
@@ -60,8 +60,8 @@ export function kvm_vcpu_kick_irq(t: Task, vcpu: KvmVcpu): void {
  * unless NO_WAKEUP; IPIs every vCPU in guest mode (with WAIT: every vCPU not
  * OUTSIDE_GUEST_MODE) and, with WAIT, waits until each has taken the IPI. Returns whether any IPI went out.
  */
-export function* kvm_make_all_cpus_request(t: Task, kvm: Kvm, req: number): HostCode<boolean> {
-  return yield* kfn(t, 'kvm_make_all_cpus_request', function* () {
+export function kvm_make_all_cpus_request(t: Task, kvm: Kvm, req: number): HostCode<boolean> {
+  return kfn(t, 'kvm_make_all_cpus_request', function* () {
     const targets: KvmVcpu[] = [];
     for (const vcpu of kvm.vcpus) {
       yield* preempt();
@@ -95,8 +95,8 @@ export function* kvm_make_all_cpus_request(t: Task, kvm: Kvm, req: number): Host
  * kvm_vcpu_check_block: stop blocking (-EINTR) when the vCPU became runnable, its timer is
  * pending, a signal is pending, or KVM_REQ_UNBLOCK is set (consumed); under a raw kvm->srcu read lock.
  */
-function* kvm_vcpu_check_block(t: Task, vcpu: KvmVcpu): HostCode<boolean> {
-  return yield* kfn(t, 'kvm_vcpu_check_block', function* () {
+function kvm_vcpu_check_block(t: Task, vcpu: KvmVcpu): HostCode<boolean> {
+  return kfn(t, 'kvm_vcpu_check_block', function* () {
     yield* srcu_read_lock(t, vcpu.kvm.srcu);
     let stop = vcpu.kvm.arch_hooks.kvm_arch_vcpu_runnable(vcpu) || vcpu.apic.lapic_timer.pending > 0 || vcpu.signalPending;
     if (!stop) stop = yield* kvm_check_request(t, KVM_REQ_UNBLOCK, vcpu);
@@ -110,8 +110,8 @@ function* kvm_vcpu_check_block(t: Task, vcpu: KvmVcpu): HostCode<boolean> {
  * kvm_vcpu_check_block true, then kvm_arch_vcpu_unblocking. kvm_vcpu_halt wraps it (halt
  * polling is not modelled: its only effect is time).
  */
-export function* kvm_vcpu_halt(t: Task, vcpu: KvmVcpu): HostCode {
-  yield* kfn(t, 'kvm_vcpu_halt', function* () {
+export function kvm_vcpu_halt(t: Task, vcpu: KvmVcpu): HostCode {
+  return kfn(t, 'kvm_vcpu_halt', function* () {
     yield* kfn(t, 'kvm_vcpu_block', function* () {
       vcpu.blocking = true;
       vcpu.kvm.x86_ops.vcpu_blocking(t, vcpu);
@@ -131,8 +131,8 @@ export function* kvm_vcpu_halt(t: Task, vcpu: KvmVcpu): HostCode {
  * installs an invalid copy and waits for an SRCU grace period, then removes it and waits again;
  * a creation installs it and waits once. The caller holds slots_lock.
  */
-export function* __kvm_set_memory_region(t: Task, kvm: Kvm, slot: Memslot, create: boolean): HostCode {
-  yield* kfn(t, '__kvm_set_memory_region', function* () {
+export function __kvm_set_memory_region(t: Task, kvm: Kvm, slot: Memslot, create: boolean): HostCode {
+  return kfn(t, '__kvm_set_memory_region', function* () {
     if (kvm.slots_lock.owner !== t) throw new Error('__kvm_set_memory_region without slots_lock');
     yield* kfn(t, 'kvm_set_memslot', function* () {
       if (!create) {

@@ -316,8 +316,8 @@ export function kvm_apic_match_dest(target: KvmVcpu, source: KvmVcpu | null, sho
  * reaches the same vCPUs): every matching vCPU accepts; lowest priority picks by vector hashing
  * among software-enabled matches. Returns the number that accepted, or -1 for none.
  */
-export function* kvm_irq_delivery_to_apic(t: Task, kvm: Kvm, src: KvmVcpu | null, irq: KvmLapicIrq): HostCode<number> {
-  return yield* kfn(t, 'kvm_irq_delivery_to_apic', function* () {
+export function kvm_irq_delivery_to_apic(t: Task, kvm: Kvm, src: KvmVcpu | null, irq: KvmLapicIrq): HostCode<number> {
+  return kfn(t, 'kvm_irq_delivery_to_apic', function* () {
     let r = -1;
     let deliveryMode = irq.delivery_mode;
     const lowest = deliveryMode === APIC_DM_LOWEST;
@@ -341,8 +341,8 @@ export function* kvm_irq_delivery_to_apic(t: Task, kvm: Kvm, src: KvmVcpu | null
 }
 
 /** kvm_apic_send_ipi (lapic.c @ v6.3): decode the ICR and deliver; traces kvm_apic_ipi. */
-export function* kvm_apic_send_ipi(t: Task, vcpu: KvmVcpu, icrLow: number, icrHigh: number): HostCode {
-  yield* kfn(t, 'kvm_apic_send_ipi', function* () {
+export function kvm_apic_send_ipi(t: Task, vcpu: KvmVcpu, icrLow: number, icrHigh: number): HostCode {
+  return kfn(t, 'kvm_apic_send_ipi', function* () {
     const irq: KvmLapicIrq = {
       vector: icrLow & APIC_VECTOR_MASK,
       delivery_mode: icrLow & APIC_MODE_MASK,
@@ -475,8 +475,8 @@ export function apic_timer_fn(t: Task, vcpu: KvmVcpu, kick: (t: Task, v: KvmVcpu
 }
 
 /** kvm_inject_apic_timer_irqs (from vcpu_run): deliver LVTT's vector, clear the pending count */
-export function* kvm_inject_apic_timer_irqs(t: Task, vcpu: KvmVcpu): HostCode {
-  yield* kfn(t, 'kvm_inject_apic_timer_irqs', function* () {
+export function kvm_inject_apic_timer_irqs(t: Task, vcpu: KvmVcpu): HostCode {
+  return kfn(t, 'kvm_inject_apic_timer_irqs', function* () {
     const apic = vcpu.apic;
     yield* kvm_apic_local_deliver(t, vcpu, APIC_LVTT);
     if (apic_lvtt_tscdeadline(apic)) apic.lapic_timer.tscdeadline = 0n;
@@ -497,8 +497,8 @@ function* kvm_apic_local_deliver(t: Task, vcpu: KvmVcpu, lvt: number): HostCode<
  * kvm_lapic_reg_write (lapic.c @ v6.3): true when the write is invalid (#GP for an x2APIC MSR;
  * ignored for MMIO). Every write ends with kvm_recalculate_apic_map, a no-op unless dirty.
  */
-export function* kvm_lapic_reg_write(t: Task, vcpu: KvmVcpu, reg: number, val: number): HostCode<boolean> {
-  return yield* kfn(t, 'kvm_lapic_reg_write', function* () {
+export function kvm_lapic_reg_write(t: Task, vcpu: KvmVcpu, reg: number, val: number): HostCode<boolean> {
+  return kfn(t, 'kvm_lapic_reg_write', function* () {
     const apic = vcpu.apic;
     const x2 = apic_x2apic_mode(vcpu);
     let bad = false;
@@ -603,8 +603,8 @@ export function* kvm_lapic_reg_write(t: Task, vcpu: KvmVcpu, reg: number, val: n
  * APIC drops it (KVM_X86_QUIRK_LAPIC_MMIO_HOLE); only aligned 32-bit writes reach the register.
  * Returns false when the address is not this APIC's.
  */
-export function* apic_mmio_write(t: Task, vcpu: KvmVcpu, gpa: number, len: number, val: number): HostCode<boolean> {
-  return yield* kfn(t, 'apic_mmio_write', function* () {
+export function apic_mmio_write(t: Task, vcpu: KvmVcpu, gpa: number, len: number, val: number): HostCode<boolean> {
+  return kfn(t, 'apic_mmio_write', function* () {
     const apic = vcpu.apic;
     if (!apic_mmio_in_range(apic, gpa)) return false;
     if (!kvm_apic_hw_enabled(vcpu) || apic_x2apic_mode(vcpu)) return true;
@@ -631,8 +631,8 @@ export function apic_mmio_in_range(apic: KvmLapic, gpa: number): boolean {
 }
 
 /** kvm_x2apic_msr_write: #GP (true) outside x2APIC mode; 64-bit ICR; other registers reject bits 63:32. */
-export function* kvm_x2apic_msr_write(t: Task, vcpu: KvmVcpu, msr: number, data: bigint): HostCode<boolean> {
-  return yield* kfn(t, 'kvm_x2apic_msr_write', function* () {
+export function kvm_x2apic_msr_write(t: Task, vcpu: KvmVcpu, msr: number, data: bigint): HostCode<boolean> {
+  return kfn(t, 'kvm_x2apic_msr_write', function* () {
     if (!apic_x2apic_mode(vcpu)) return true;
     const reg = (msr - 0x800) << 4;
     const lo = Number(data & 0xffffffffn);
@@ -663,8 +663,8 @@ export function kvm_x2apic_msr_read(vcpu: KvmVcpu, msr: number): bigint | undefi
  * kvm_apic_write_nodecode (lapic.c @ v6.3): AVIC already wrote the backing page (a trap-style
  * unaccelerated access); apply the register's side effects by writing the same value again.
  */
-export function* kvm_apic_write_nodecode(t: Task, vcpu: KvmVcpu, offset: number): HostCode {
-  yield* kfn(t, 'kvm_apic_write_nodecode', function* () {
+export function kvm_apic_write_nodecode(t: Task, vcpu: KvmVcpu, offset: number): HostCode {
+  return kfn(t, 'kvm_apic_write_nodecode', function* () {
     const val = vcpu.apic.getReg(offset);
     if (apic_x2apic_mode(vcpu) && offset === APIC_ICR) {
       yield* kvm_apic_send_ipi(t, vcpu, val & ~APIC_ICR_BUSY, vcpu.apic.getReg(APIC_ICR2));
@@ -682,8 +682,8 @@ export function* kvm_apic_write_nodecode(t: Task, vcpu: KvmVcpu, offset: number)
  * directly; v3 also inhibits the slot on an x2APIC enable) and refreshes the vendor's APIC mode;
  * an enabled APIC away from 0xFEE00000 sets APIC_BASE_MODIFIED.
  */
-export function* kvm_lapic_set_base(t: Task, vcpu: KvmVcpu, value: number): HostCode {
-  yield* kfn(t, 'kvm_lapic_set_base', function* () {
+export function kvm_lapic_set_base(t: Task, vcpu: KvmVcpu, value: number): HostCode {
+  return kfn(t, 'kvm_lapic_set_base', function* () {
     const kvm = vcpu.kvm;
     const old = vcpu.apic_base;
     vcpu.apic_base = value;
@@ -817,8 +817,8 @@ export function kvm_apic_get_state(vcpu: KvmVcpu): Uint8Array {
  * page copied in, the map recalculated, the version, PPR and the timer restored (counting on from
  * the state's TMCCT), KVM_REQ_EVENT. Returns an error message (-EINVAL) or undefined.
  */
-export function* kvm_apic_set_state(t: Task, vcpu: KvmVcpu, state: Uint8Array): HostCode<string | undefined> {
-  return yield* kfn(t, 'kvm_apic_set_state', function* () {
+export function kvm_apic_set_state(t: Task, vcpu: KvmVcpu, state: Uint8Array): HostCode<string | undefined> {
+  return kfn(t, 'kvm_apic_set_state', function* () {
     const apic = vcpu.apic;
     const s = new DataView(state.buffer, state.byteOffset, state.byteLength);
     const wasSw = kvm_apic_sw_enabled(apic);

@@ -24,8 +24,8 @@ export class RwSemaphore {
 }
 
 /** mutex_lock (kernel/locking/mutex.c) */
-export function* mutex_lock(t: Task, m: Mutex): HostCode {
-  yield* kfn(t, 'mutex_lock', function* () {
+export function mutex_lock(t: Task, m: Mutex): HostCode {
+  return kfn(t, 'mutex_lock', function* () {
     yield* preempt();
     if (m.owner === t) throw new Error(`${t.name} takes ${m.name} recursively`);
     yield* waitUntil(() => m.owner === null, m.name, 'lock', () => (m.owner ? [m.owner] : []));
@@ -34,8 +34,8 @@ export function* mutex_lock(t: Task, m: Mutex): HostCode {
   });
 }
 
-export function* mutex_unlock(t: Task, m: Mutex): HostCode {
-  yield* kfn(t, 'mutex_unlock', function* () {
+export function mutex_unlock(t: Task, m: Mutex): HostCode {
+  return kfn(t, 'mutex_unlock', function* () {
     yield* preempt();
     if (m.owner !== t) throw new Error(`${t.name} releases ${m.name}, which it does not hold`);
     m.owner = null;
@@ -44,8 +44,8 @@ export function* mutex_unlock(t: Task, m: Mutex): HostCode {
 }
 
 /** down_write */
-export function* down_write(t: Task, s: RwSemaphore): HostCode {
-  yield* kfn(t, 'down_write', function* () {
+export function down_write(t: Task, s: RwSemaphore): HostCode {
+  return kfn(t, 'down_write', function* () {
     yield* preempt();
     s.writersWaiting++;
     try {
@@ -58,8 +58,8 @@ export function* down_write(t: Task, s: RwSemaphore): HostCode {
   });
 }
 
-export function* up_write(t: Task, s: RwSemaphore): HostCode {
-  yield* kfn(t, 'up_write', function* () {
+export function up_write(t: Task, s: RwSemaphore): HostCode {
+  return kfn(t, 'up_write', function* () {
     yield* preempt();
     if (s.writer !== t) throw new Error(`${t.name} releases ${s.name} for write, which it does not hold`);
     s.writer = null;
@@ -68,8 +68,8 @@ export function* up_write(t: Task, s: RwSemaphore): HostCode {
 }
 
 /** down_read */
-export function* down_read(t: Task, s: RwSemaphore): HostCode {
-  yield* kfn(t, 'down_read', function* () {
+export function down_read(t: Task, s: RwSemaphore): HostCode {
+  return kfn(t, 'down_read', function* () {
     yield* preempt();
     yield* waitUntil(() => s.writer === null && s.writersWaiting === 0, s.name, 'lock', () => s.holders());
     s.readers.push(t);
@@ -77,8 +77,8 @@ export function* down_read(t: Task, s: RwSemaphore): HostCode {
   });
 }
 
-export function* up_read(t: Task, s: RwSemaphore): HostCode {
-  yield* kfn(t, 'up_read', function* () {
+export function up_read(t: Task, s: RwSemaphore): HostCode {
+  return kfn(t, 'up_read', function* () {
     yield* preempt();
     const i = s.readers.indexOf(t);
     if (i < 0) throw new Error(`${t.name} releases ${s.name} for read, which it does not hold`);

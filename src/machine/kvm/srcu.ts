@@ -45,16 +45,16 @@ export class SrcuStruct {
 }
 
 /** srcu_read_lock(&kvm->srcu) (srcutree.c @ v6.3): a raw read section, not counted in srcu_depth. */
-export function* srcu_read_lock(t: Task, ssp: SrcuStruct): HostCode {
-  yield* kfn(t, 'srcu_read_lock', function* () {
+export function srcu_read_lock(t: Task, ssp: SrcuStruct): HostCode {
+  return kfn(t, 'srcu_read_lock', function* () {
     yield* preempt();
     ssp.enter(t);
     t.emit({ kind: 'srcu-lock', raw: true, depth: -1, readers: ssp.readers(t) });
   });
 }
 
-export function* srcu_read_unlock(t: Task, ssp: SrcuStruct): HostCode {
-  yield* kfn(t, 'srcu_read_unlock', function* () {
+export function srcu_read_unlock(t: Task, ssp: SrcuStruct): HostCode {
+  return kfn(t, 'srcu_read_unlock', function* () {
     yield* preempt();
     ssp.leave(t);
     t.emit({ kind: 'srcu-unlock', raw: true, depth: -1, readers: ssp.readers(t) });
@@ -66,8 +66,8 @@ export function* srcu_read_unlock(t: Task, ssp: SrcuStruct): HostCode {
  * section that began before the call. A task inside a read section waits for itself: the
  * `synchronize-srcu-in-read-section` checker reports it, and the scheduler then sees the deadlock.
  */
-export function* synchronize_srcu(t: Task, ssp: SrcuStruct, expedited: boolean): HostCode {
-  yield* kfn(t, expedited ? 'synchronize_srcu_expedited' : 'synchronize_srcu', function* () {
+export function synchronize_srcu(t: Task, ssp: SrcuStruct, expedited: boolean): HostCode {
+  return kfn(t, expedited ? 'synchronize_srcu_expedited' : 'synchronize_srcu', function* () {
     yield* preempt();
     t.emit({ kind: 'srcu-sync', expedited, readers: ssp.readers(t) });
     const snapshot = ssp.sequence;

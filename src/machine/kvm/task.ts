@@ -132,15 +132,88 @@ export function* runGuest(): HostCode<VmExit> {
 
 /**
  * Enters a kernel function: its name is on the task's host stack while `body` runs. Kernel
- * functions are written `function* name(t, ...) { return yield* kfn(t, 'name', function* () {...}) }`.
+ * functions are written `function name(t, ...): HostCode<T> { return kfn(t, 'name', function* () {...}) }`
+ * (a generator of their own only when code must run before the frame), and called with `yield*`.
  */
-export function* kfn<T>(t: Task, name: string, body: () => HostCode<T>): HostCode<T> {
-  t.enter(name);
-  try {
-    if (t.breakOnEntry !== null && t.breakOnEntry(name)) yield { kind: 'break', fn: name };
-    return yield* body();
-  } finally {
-    t.leave();
+export function kfn<T>(t: Task, name: string, body: () => HostCode<T>): HostCode<T> {
+  return new KernelFrame(t, name, body);
+}
+
+/**
+ * kfn's frame: the body's generator with the name on the host stack from the first step to
+ * the last, as a plain iterator rather than one more generator, so that a step deep in the
+ * kernel resumes one generator per kernel function instead of two (a step passes through every
+ * frame of its task, and the host model's speed is set by that).
+ */
+class KernelFrame<T> implements HostCode<T> {
+  private inner: HostCode<T> | null = null;
+  private done = false;
+
+  constructor(private readonly t: Task, private readonly name: string, private readonly body: () => HostCode<T>) {}
+
+  next(v?: VmExit): IteratorResult<Yield, T> {
+    let inner = this.inner;
+    if (inner === null) {
+      if (this.done) return { done: true, value: undefined as T };
+      this.t.enter(this.name);
+      inner = this.inner = this.body();
+      if (this.t.breakOnEntry !== null && this.t.breakOnEntry(this.name)) return { done: false, value: { kind: 'break', fn: this.name } };
+      v = undefined;
+    }
+    let r: IteratorResult<Yield, T>;
+    try {
+      r = inner.next(v);
+    } catch (e) {
+      this.finish();
+      throw e;
+    }
+    if (r.done) this.finish();
+    return r;
+  }
+
+  return(value: T): IteratorResult<Yield, T> {
+    const inner = this.inner;
+    if (inner === null) {
+      this.done = true;
+      return { done: true, value };
+    }
+    let r: IteratorResult<Yield, T>;
+    try {
+      r = inner.return(value);
+    } catch (e) {
+      this.finish();
+      throw e;
+    }
+    if (r.done) this.finish();
+    return r;
+  }
+
+  throw(e: unknown): IteratorResult<Yield, T> {
+    const inner = this.inner;
+    if (inner === null) {
+      this.done = true;
+      throw e;
+    }
+    let r: IteratorResult<Yield, T>;
+    try {
+      r = inner.throw(e);
+    } catch (err) {
+      this.finish();
+      throw err;
+    }
+    if (r.done) this.finish();
+    return r;
+  }
+
+  private finish(): void {
+    if (this.done) return;
+    this.done = true;
+    this.inner = null;
+    this.t.leave();
+  }
+
+  [Symbol.iterator](): HostCode<T> {
+    return this;
   }
 }
 

@@ -99,8 +99,8 @@ export function kvm_arch_vcpu_runnable(vcpu: KvmVcpu): boolean {
  * kvm_vcpu_ioctl(KVM_RUN) -> kvm_arch_vcpu_ioctl_run (x86.c @ v6.3): vcpu_load, the vCPU SRCU
  * helper around vcpu_run, vcpu_put. Returns what userspace finds in kvm_run.
  */
-export function* kvm_vcpu_ioctl_run(t: Task, vcpu: KvmVcpu): HostCode<KvmRunExit> {
-  return yield* kfn(t, 'kvm_vcpu_ioctl', () => kfn(t, 'kvm_arch_vcpu_ioctl_run', function* () {
+export function kvm_vcpu_ioctl_run(t: Task, vcpu: KvmVcpu): HostCode<KvmRunExit> {
+  return kfn(t, 'kvm_vcpu_ioctl', () => kfn(t, 'kvm_arch_vcpu_ioctl_run', function* () {
     const ops = vcpu.kvm.x86_ops;
     vcpu.inKvmRun = true;
     ops.vcpu_load(t, vcpu);
@@ -124,8 +124,8 @@ export function* kvm_vcpu_ioctl_run(t: Task, vcpu: KvmVcpu): HostCode<KvmRunExit
 }
 
 /** vcpu_run (x86.c @ v6.3): enter the guest or block, until a handler returns to userspace. */
-function* vcpu_run(t: Task, vcpu: KvmVcpu): HostCode<number> {
-  return yield* kfn(t, 'vcpu_run', function* () {
+function vcpu_run(t: Task, vcpu: KvmVcpu): HostCode<number> {
+  return kfn(t, 'vcpu_run', function* () {
     const kvm = vcpu.kvm;
     let r: number;
     for (;;) {
@@ -155,8 +155,8 @@ function* vcpu_run(t: Task, vcpu: KvmVcpu): HostCode<number> {
 }
 
 /** vcpu_block (x86.c @ v6.3): halt outside SRCU until runnable, then leave the halted state. */
-function* vcpu_block(t: Task, vcpu: KvmVcpu): HostCode<number> {
-  return yield* kfn(t, 'vcpu_block', function* () {
+function vcpu_block(t: Task, vcpu: KvmVcpu): HostCode<number> {
+  return kfn(t, 'vcpu_block', function* () {
     if (!kvm_arch_vcpu_runnable(vcpu)) {
       yield* kvm_vcpu_srcu_read_unlock(t, vcpu);
       yield* kvm_vcpu_halt(t, vcpu);
@@ -253,8 +253,8 @@ export function apicvEntryState(vcpu: KvmVcpu): { activated: boolean; apicvActiv
  * then a pending NMI, then the highest LAPIC interrupt if allowed (IRR -> ISR, EVENTINJ), else
  * an interrupt window.
  */
-function* kvm_check_and_inject_events(t: Task, vcpu: KvmVcpu): HostCode {
-  yield* kfn(t, 'kvm_check_and_inject_events', function* () {
+function kvm_check_and_inject_events(t: Task, vcpu: KvmVcpu): HostCode {
+  return kfn(t, 'kvm_check_and_inject_events', function* () {
     const ops = vcpu.kvm.x86_ops;
     let canInject = vcpu.svm.event_inj === null;
     if (vcpu.nmi_pending > 0) {
@@ -287,8 +287,8 @@ export function kvm_get_msr_common(vcpu: KvmVcpu, msr: number): bigint | undefin
 }
 
 /** kvm_set_msr_common (x86.c @ v6.3); false: #GP (or a failed ioctl) */
-export function* kvm_set_msr_common(t: Task, vcpu: KvmVcpu, msr: number, data: bigint, host: boolean): HostCode<boolean> {
-  return yield* kfn(t, 'kvm_set_msr_common', function* () {
+export function kvm_set_msr_common(t: Task, vcpu: KvmVcpu, msr: number, data: bigint, host: boolean): HostCode<boolean> {
+  return kfn(t, 'kvm_set_msr_common', function* () {
     if (msr === MSR_IA32_APICBASE) return yield* kvm_set_apic_base(t, vcpu, data, host);
     if (msr === MSR_IA32_TSC_DEADLINE) {
       kvm_set_lapic_tscdeadline_msr(vcpu, data);
@@ -307,8 +307,8 @@ export function* kvm_set_msr_common(t: Task, vcpu: KvmVcpu, msr: number, data: b
 }
 
 /** kvm_set_apic_base (x86.c @ v6.3): validate, then kvm_lapic_set_base and the map recalculation. */
-export function* kvm_set_apic_base(t: Task, vcpu: KvmVcpu, data: bigint, host: boolean): HostCode<boolean> {
-  return yield* kfn(t, 'kvm_set_apic_base', function* () {
+export function kvm_set_apic_base(t: Task, vcpu: KvmVcpu, data: bigint, host: boolean): HostCode<boolean> {
+  return kfn(t, 'kvm_set_apic_base', function* () {
     if (apicBaseError(vcpu, data, host) !== undefined) return false;
     yield* kvm_lapic_set_base(t, vcpu, Number(data));
     yield* kvm_recalculate_apic_map(t, vcpu.kvm);
@@ -317,8 +317,8 @@ export function* kvm_set_apic_base(t: Task, vcpu: KvmVcpu, data: bigint, host: b
 }
 
 /** kvm_emulate_rdmsr / kvm_emulate_wrmsr: the vendor's get/set, kvm_msr trace, #GP or skip. */
-export function* kvm_emulate_msr(t: Task, vcpu: KvmVcpu, msr: number, write: boolean): HostCode<number> {
-  return yield* kfn(t, write ? 'kvm_emulate_wrmsr' : 'kvm_emulate_rdmsr', function* () {
+export function kvm_emulate_msr(t: Task, vcpu: KvmVcpu, msr: number, write: boolean): HostCode<number> {
+  return kfn(t, write ? 'kvm_emulate_wrmsr' : 'kvm_emulate_rdmsr', function* () {
     const cpu = vcpu.cpu;
     const ops = vcpu.kvm.x86_ops;
     if (write) {
@@ -424,8 +424,8 @@ export function kvm_emulate_hypercall(vcpu: KvmVcpu): number {
 // ---- vCPU and VM ioctls (the host actions) -------------------------------------------------------------
 
 /** KVM_SET_MSRS (msr_io: the entries under a raw srcu_read_lock), host-initiated */
-export function* kvm_ioctl_set_msrs(t: Task, vcpu: KvmVcpu, msr: number, data: bigint): HostCode<string | undefined> {
-  return yield* kfn(t, 'kvm_vcpu_ioctl', () => kfn(t, 'kvm_arch_vcpu_ioctl', () => kfn(t, 'msr_io', function* () {
+export function kvm_ioctl_set_msrs(t: Task, vcpu: KvmVcpu, msr: number, data: bigint): HostCode<string | undefined> {
+  return kfn(t, 'kvm_vcpu_ioctl', () => kfn(t, 'kvm_arch_vcpu_ioctl', () => kfn(t, 'msr_io', function* () {
     yield* srcu_read_lock(t, vcpu.kvm.srcu);
     const ok = yield* kfn(t, 'do_set_msr', () => vcpu.kvm.x86_ops.set_msr(t, vcpu, msr, data, true));
     t.emit({ kind: 'msr-write', msr, value: data, ok, host: true });
@@ -435,21 +435,21 @@ export function* kvm_ioctl_set_msrs(t: Task, vcpu: KvmVcpu, msr: number, data: b
 }
 
 /** KVM_SET_SREGS with a new apic_base (__set_sregs_common: kvm_set_apic_base, host-initiated, no SRCU) */
-export function* kvm_ioctl_set_sregs_apic_base(t: Task, vcpu: KvmVcpu, apicBase: bigint): HostCode<string | undefined> {
-  return yield* kfn(t, 'kvm_vcpu_ioctl', () => kfn(t, 'kvm_arch_vcpu_ioctl_set_sregs', () => kfn(t, '__set_sregs_common', function* () {
+export function kvm_ioctl_set_sregs_apic_base(t: Task, vcpu: KvmVcpu, apicBase: bigint): HostCode<string | undefined> {
+  return kfn(t, 'kvm_vcpu_ioctl', () => kfn(t, 'kvm_arch_vcpu_ioctl_set_sregs', () => kfn(t, '__set_sregs_common', function* () {
     const ok = yield* kvm_set_apic_base(t, vcpu, apicBase, true);
     return ok ? undefined : `KVM_SET_SREGS: apic_base 0x${apicBase.toString(16)} was refused (-EINVAL)`;
   })));
 }
 
 /** KVM_SET_LAPIC with the xAPIC ID changed (userspace read the state with KVM_GET_LAPIC first) */
-export function* kvm_ioctl_set_lapic_id(t: Task, vcpu: KvmVcpu, id: number): HostCode<string | undefined> {
-  return yield* kfn(t, 'kvm_vcpu_ioctl', () => kfn(t, 'kvm_arch_vcpu_ioctl', () => kfn(t, 'kvm_vcpu_ioctl_set_lapic', () => kvm_apic_set_state_id(t, vcpu, id))));
+export function kvm_ioctl_set_lapic_id(t: Task, vcpu: KvmVcpu, id: number): HostCode<string | undefined> {
+  return kfn(t, 'kvm_vcpu_ioctl', () => kfn(t, 'kvm_arch_vcpu_ioctl', () => kfn(t, 'kvm_vcpu_ioctl_set_lapic', () => kvm_apic_set_state_id(t, vcpu, id))));
 }
 
 /** KVM_SET_GUEST_DEBUG with or without KVM_GUESTDBG_BLOCKIRQ */
-export function* kvm_ioctl_set_guest_debug(t: Task, vcpu: KvmVcpu, blockirq: boolean): HostCode<string | undefined> {
-  return yield* kfn(t, 'kvm_vcpu_ioctl', () => kfn(t, 'kvm_arch_vcpu_ioctl_set_guest_debug', function* () {
+export function kvm_ioctl_set_guest_debug(t: Task, vcpu: KvmVcpu, blockirq: boolean): HostCode<string | undefined> {
+  return kfn(t, 'kvm_vcpu_ioctl', () => kfn(t, 'kvm_arch_vcpu_ioctl_set_guest_debug', function* () {
     vcpu.guest_debug_blockirq = blockirq;
     yield* kvm_arch_vcpu_guestdbg_update_apicv_inhibit(t, vcpu.kvm);
     return undefined;
@@ -457,8 +457,8 @@ export function* kvm_ioctl_set_guest_debug(t: Task, vcpu: KvmVcpu, blockirq: boo
 }
 
 /** KVM_SIGNAL_MSI, fixed delivery, physical destination (kvm_send_userspace_msi -> kvm_irq_delivery_to_apic) */
-export function* kvm_vm_ioctl_signal_msi(t: Task, kvm: Kvm, apicId: number, vector: number): HostCode<string | undefined> {
-  return yield* kfn(t, 'kvm_vm_ioctl', () => kfn(t, 'kvm_send_userspace_msi', function* () {
+export function kvm_vm_ioctl_signal_msi(t: Task, kvm: Kvm, apicId: number, vector: number): HostCode<string | undefined> {
+  return kfn(t, 'kvm_vm_ioctl', () => kfn(t, 'kvm_send_userspace_msi', function* () {
     yield* kvm_irq_delivery_to_apic(t, kvm, null, {
       vector, delivery_mode: 0, dest_mode_logical: false, level: true, trig_mode: false, shorthand: 0, dest_id: apicId,
     });

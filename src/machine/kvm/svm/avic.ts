@@ -66,8 +66,8 @@ export function avic_vcpu_put(vcpu: KvmVcpu): void {
  * avic_refresh_apicv_exec_ctrl (avic.c @ v6.3): avic_refresh_virtual_apic_mode (activating in
  * xAVIC or hybrid mode makes KVM_REQ_TLB_FLUSH_CURRENT), then load or put the entry.
  */
-export function* avic_refresh_apicv_exec_ctrl(t: Task, vcpu: KvmVcpu): HostCode {
-  yield* kfn(t, 'avic_refresh_apicv_exec_ctrl', function* () {
+export function avic_refresh_apicv_exec_ctrl(t: Task, vcpu: KvmVcpu): HostCode {
+  return kfn(t, 'avic_refresh_apicv_exec_ctrl', function* () {
     if (!vcpu.kvm.config.avic) return;
     const activated = vcpu.apic.apicv_active;
     if (activated && !(vcpu.kvm.config.x2avic && apic_x2apic_mode(vcpu))) {
@@ -276,8 +276,8 @@ function logicalEntriesValid(src: KvmVcpu, dest: number, targets: readonly KvmVc
 // ---- the AVIC #VMEXIT handlers ------------------------------------------------------------------------------
 
 /** avic_incomplete_ipi_interception (avic.c @ v6.3) */
-export function* avic_incomplete_ipi_interception(t: Task, vcpu: KvmVcpu, e: Extract<VmExit, { code: typeof SVM_EXIT_AVIC_INCOMPLETE_IPI }>): HostCode<number> {
-  return yield* kfn(t, 'avic_incomplete_ipi_interception', function* () {
+export function avic_incomplete_ipi_interception(t: Task, vcpu: KvmVcpu, e: Extract<VmExit, { code: typeof SVM_EXIT_AVIC_INCOMPLETE_IPI }>): HostCode<number> {
+  return kfn(t, 'avic_incomplete_ipi_interception', function* () {
     t.emit({ kind: 'avic-incomplete-ipi', icrHigh: e.icrHi >>> 0, icrLow: e.icrLo >>> 0, id: e.cause, index: e.index });
     switch (e.cause) {
       case AVIC_IPI_FAILURE_INVALID_INT_TYPE:
@@ -297,8 +297,8 @@ export function* avic_incomplete_ipi_interception(t: Task, vcpu: KvmVcpu, e: Ext
 }
 
 /** avic_kick_target_vcpus: hardware already set IRR; complete the delivery to each target */
-function* avic_kick_target_vcpus(t: Task, src: KvmVcpu, icrLo: number, icrHi: number): HostCode {
-  yield* kfn(t, 'avic_kick_target_vcpus', function* () {
+function avic_kick_target_vcpus(t: Task, src: KvmVcpu, icrLo: number, icrHi: number): HostCode {
+  return kfn(t, 'avic_kick_target_vcpus', function* () {
     const shorthand = icrLo & APIC_DEST_SHORTHAND_MASK;
     const dest = apic_x2apic_mode(src) ? icrHi : icrHi >>> 24;
     const logical = (icrLo & APIC_DEST_LOGICAL) !== 0;

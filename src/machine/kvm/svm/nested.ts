@@ -140,8 +140,8 @@ export function* nested_svm_vmrun(t: Task, vcpu: KvmVcpu): HostCode<number> {
 }
 
 /** enter_svm_guest_mode: load L2 from VMCB12, GIF set, KVM_REQ_APICV_UPDATE if APICv is active (NESTED now applies). */
-function* enter_svm_guest_mode(t: Task, vcpu: KvmVcpu, gpa: number): HostCode {
-  yield* kfn(t, 'enter_svm_guest_mode', function* () {
+function enter_svm_guest_mode(t: Task, vcpu: KvmVcpu, gpa: number): HostCode {
+  return kfn(t, 'enter_svm_guest_mode', function* () {
     const cpu = vcpu.cpu;
     const v = view(vcpu);
     const nested = vcpu.svm.nested;
@@ -190,8 +190,8 @@ export function nested_svm_exit_handled(vcpu: KvmVcpu, exit: VmExit): boolean {
  * refresh (`__kvm_vcpu_update_apicv` at v6.3), or the memslot-aware wrapper under
  * `nested-direct-update`.
  */
-export function* nested_svm_vmexit(t: Task, vcpu: KvmVcpu, exitCode: number, info1 = 0n, info2 = 0n): HostCode {
-  yield* kfn(t, 'nested_svm_vmexit', function* () {
+export function nested_svm_vmexit(t: Task, vcpu: KvmVcpu, exitCode: number, info1 = 0n, info2 = 0n): HostCode {
+  return kfn(t, 'nested_svm_vmexit', function* () {
     const cpu = vcpu.cpu;
     const nested = vcpu.svm.nested;
     const l1 = nested.l1;

@@ -147,8 +147,8 @@ export function svm_guest_events(vcpu: KvmVcpu, cpu: Cpu): boolean {
 // ---- running the guest ---------------------------------------------------------------------------------
 
 /** svm_vcpu_run: trace kvm_entry, deliver EVENTINJ, VMRUN until a #VMEXIT, trace kvm_exit. */
-function* svm_vcpu_run(t: Task, vcpu: KvmVcpu): HostCode<VmExit> {
-  return yield* kfn(t, 'svm_vcpu_run', function* () {
+function svm_vcpu_run(t: Task, vcpu: KvmVcpu): HostCode<VmExit> {
+  return kfn(t, 'svm_vcpu_run', function* () {
     const cpu = vcpu.cpu;
     t.emit({ kind: 'vmentry', ...apicvEntryState(vcpu) });
     const inj = vcpu.svm.event_inj;
@@ -192,8 +192,8 @@ function io_interception(t: Task, vcpu: KvmVcpu, a: DeviceAccess): number {
 }
 
 /** npf_interception -> kvm_mmu_page_fault -> emulation: each access to the vCPU's LAPIC or to userspace. */
-function* npf_interception(t: Task, vcpu: KvmVcpu, accesses: readonly DeviceAccess[]): HostCode<number> {
-  return yield* kfn(t, 'npf_interception', function* () {
+function npf_interception(t: Task, vcpu: KvmVcpu, accesses: readonly DeviceAccess[]): HostCode<number> {
+  return kfn(t, 'npf_interception', function* () {
     let toUserspace: DeviceAccess | undefined;
     for (const a of accesses) {
       if (!a.write) {
@@ -221,8 +221,8 @@ function* emulate_mmio_write(t: Task, vcpu: KvmVcpu, gpa: number, size: number, 
 }
 
 /** interrupt_window_interception: KVM_REQ_EVENT, clear V_IRQ, clear the IRQWIN inhibit */
-function* interrupt_window_interception(t: Task, vcpu: KvmVcpu): HostCode<number> {
-  return yield* kfn(t, 'interrupt_window_interception', function* () {
+function interrupt_window_interception(t: Task, vcpu: KvmVcpu): HostCode<number> {
+  return kfn(t, 'interrupt_window_interception', function* () {
     yield* kvm_make_request(t, KVM_REQ_EVENT, vcpu);
     vcpu.svm.vintr = false;
     yield* kvm_set_or_clear_apicv_inhibit(t, vcpu.kvm, APICV_INHIBIT_REASON_IRQWIN, false);
@@ -230,8 +230,8 @@ function* interrupt_window_interception(t: Task, vcpu: KvmVcpu): HostCode<number
   });
 }
 
-function* svm_invoke_exit_handler(t: Task, vcpu: KvmVcpu, exit: VmExit): HostCode<number> {
-  return yield* kfn(t, 'svm_invoke_exit_handler', function* (): HostCode<number> {
+function svm_invoke_exit_handler(t: Task, vcpu: KvmVcpu, exit: VmExit): HostCode<number> {
+  return kfn(t, 'svm_invoke_exit_handler', function* (): HostCode<number> {
     switch (exit.code) {
       case SVM_EXIT_INTR:
         return 1; // intr_interception: the host took its IPI
@@ -280,8 +280,8 @@ function* svm_invoke_exit_handler(t: Task, vcpu: KvmVcpu, exit: VmExit): HostCod
 }
 
 /** svm_handle_exit: an exit of L2 that VMCB12 intercepts goes to L1; everything else to KVM's handlers. */
-function* svm_handle_exit(t: Task, vcpu: KvmVcpu, exit: VmExit): HostCode<number> {
-  return yield* kfn(t, 'svm_handle_exit', function* () {
+function svm_handle_exit(t: Task, vcpu: KvmVcpu, exit: VmExit): HostCode<number> {
+  return kfn(t, 'svm_handle_exit', function* () {
     if (vcpu.svm.nested.guest_mode && nested_svm_exit_handled(vcpu, exit)) {
       yield* nested_svm_vmexit(t, vcpu, exit.code);
       return 1;
@@ -308,8 +308,8 @@ function svm_interrupt_allowed(vcpu: KvmVcpu): boolean {
  * svm_enable_irq_window (svm.c @ v6.3): outside L2 the IRQWIN inhibit is set VM-wide (AVIC and
  * V_IRQ cannot coexist), then V_IRQ with the VINTR intercept.
  */
-function* svm_enable_irq_window(t: Task, vcpu: KvmVcpu): HostCode {
-  yield* kfn(t, 'svm_enable_irq_window', function* () {
+function svm_enable_irq_window(t: Task, vcpu: KvmVcpu): HostCode {
+  return kfn(t, 'svm_enable_irq_window', function* () {
     if (!vcpu.svm.gif) return;
     if (!vcpu.svm.nested.guest_mode) yield* kvm_set_or_clear_apicv_inhibit(t, vcpu.kvm, APICV_INHIBIT_REASON_IRQWIN, true);
     else if (yield* nested_exit_on_intr(t, vcpu)) return;
@@ -319,16 +319,16 @@ function* svm_enable_irq_window(t: Task, vcpu: KvmVcpu): HostCode {
 
 // ---- MSRs SVM owns -------------------------------------------------------------------------------------
 
-function* svm_get_msr(t: Task, vcpu: KvmVcpu, msr: number): HostCode<bigint | undefined> {
-  return yield* kfn(t, 'svm_get_msr', function* () {
+function svm_get_msr(t: Task, vcpu: KvmVcpu, msr: number): HostCode<bigint | undefined> {
+  return kfn(t, 'svm_get_msr', function* () {
     if (msr === MSR_VM_HSAVE_PA) return vcpu.kvm.config.nested ? vcpu.svm.nested.hsave_msr : undefined;
     if (msr === MSR_VM_CR) return vcpu.kvm.config.nested ? vcpu.svm.nested.vm_cr_msr : undefined;
     return kvm_get_msr_common(vcpu, msr);
   });
 }
 
-function* svm_set_msr(t: Task, vcpu: KvmVcpu, msr: number, data: bigint, host: boolean): HostCode<boolean> {
-  return yield* kfn(t, 'svm_set_msr', function* () {
+function svm_set_msr(t: Task, vcpu: KvmVcpu, msr: number, data: bigint, host: boolean): HostCode<boolean> {
+  return kfn(t, 'svm_set_msr', function* () {
     if (msr === MSR_VM_HSAVE_PA) {
       // page-aligned and a legal guest-physical address
       if (!vcpu.kvm.config.nested || data & 0xfffn || data >= 1n << 48n) return false;
