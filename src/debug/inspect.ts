@@ -212,13 +212,14 @@ export function avic(v: KvmVcpu): VarNode[] {
 
 /** the SRCU depth the kernel expects of this vCPU's task where it is now (contracts/kvm-model.md, "Tasks and SRCU") */
 export function expectedSrcuDepth(v: KvmVcpu): number {
-  const stack = v.task.stack;
-  if (!v.inKvmRun || !stack.includes('vcpu_run')) return 0;
-  const top = stack[stack.length - 1];
-  // dropped while in guest mode, while blocked, and around the memslot changes
-  if (v.task.pending?.kind === 'guest' || stack.includes('kvm_vcpu_halt') || stack.includes('__kvm_set_memory_region')) return 0;
+  const t = v.task;
+  const top = t.stack[t.stack.length - 1];
+  // inside the helpers themselves the depth is changing: whatever it is, is right
   if (top === 'kvm_vcpu_srcu_read_lock' || top === 'kvm_vcpu_srcu_read_unlock') return v.srcu_depth;
-  return 1;
+  // held inside vcpu_run, except in the windows where a kernel function drops it on purpose
+  // (guest mode, a halt, a memslot change): there the function assumed it held on entry
+  if (t.inSrcuDropWindow) return 0;
+  return v.inKvmRun && t.stack.includes('vcpu_run') ? 1 : 0;
 }
 
 export function vcpuKvm(m: Machine, v: KvmVcpu): VarNode[] {

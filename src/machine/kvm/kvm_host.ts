@@ -327,6 +327,7 @@ export function kvm_vcpu_srcu_read_lock(t: Task, vcpu: KvmVcpu): HostCode {
   return kfn(t, 'kvm_vcpu_srcu_read_lock', function* () {
     yield* preempt();
     vcpu.srcu_depth++;
+    t.srcuRetake();
     vcpu.kvm.srcu.enter(t);
     t.emit({ kind: 'srcu-lock', raw: false, depth: vcpu.srcu_depth, readers: vcpu.kvm.srcu.readers(t) });
   });
@@ -341,6 +342,7 @@ export function kvm_vcpu_srcu_read_unlock(t: Task, vcpu: KvmVcpu): HostCode {
     yield* preempt();
     vcpu.kvm.srcu.leave(t);
     vcpu.srcu_depth--;
+    t.srcuDrop();
     t.emit({ kind: 'srcu-unlock', raw: false, depth: vcpu.srcu_depth, readers: vcpu.kvm.srcu.readers(t) });
   });
 }

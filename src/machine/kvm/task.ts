@@ -95,8 +95,35 @@ export class Task {
 
   leave(): void {
     this.stack.pop();
-    this.frames.pop();
+    const frame = this.frames.pop();
+    if (frame !== undefined) this.srcuDropped.delete(frame);
     this.snapshot = null;
+  }
+
+  /**
+   * The frames (serials of `frames`) that have dropped the vCPU's SRCU with
+   * kvm_vcpu_srcu_read_unlock and not taken it back yet: the windows where the kernel means it
+   * not to be held (around guest mode, a halt, a memslot change), whatever the depth really is.
+   */
+  private readonly srcuDropped = new Set<number>();
+
+  /** kvm_vcpu_srcu_read_unlock from the frame below the helper's own: a window opens there */
+  srcuDrop(): void {
+    const caller = this.frames[this.frames.length - 2];
+    if (caller !== undefined) this.srcuDropped.add(caller);
+  }
+
+  /** kvm_vcpu_srcu_read_lock from the frame below the helper's own: that frame's window closes */
+  srcuRetake(): void {
+    const caller = this.frames[this.frames.length - 2];
+    if (caller !== undefined) this.srcuDropped.delete(caller);
+  }
+
+  /** Is a frame on the stack inside its SRCU-dropped window? */
+  get inSrcuDropWindow(): boolean {
+    if (this.srcuDropped.size === 0) return false;
+    for (const f of this.frames) if (this.srcuDropped.has(f)) return true;
+    return false;
   }
 
   /** the last hostStack() answer, while the stack has not changed: the events of one frame share it */
