@@ -12,11 +12,12 @@ import { APICV_INHIBIT_NAMES, type KvmVcpu } from '../machine/kvm/kvm_host';
 import { kfn, type Task } from '../machine/kvm/task';
 import { kvm_apic_get_state, kvm_apic_set_state } from '../machine/kvm/lapic';
 import { peekTranslate } from '../machine/cpu/peek';
+import { LoadError } from '../machine/loader';
 import { Machine, type StopReason } from '../machine/machine';
 import { formatTraceLine } from '../machine/trace';
 import { compileCondition, eventFilter, filterOf, type FieldValues, type FilterId, isFilterId } from './conditions';
 import { designLacks, isKernelFunction, KERNEL_FUNCTIONS } from './kernel-functions';
-import { type Launched, type LaunchArguments, prepareLaunch } from './launch';
+import { type Launched, type LaunchArguments, LaunchError, prepareLaunch } from './launch';
 import { ShadowStack } from './shadow-stack';
 
 /** What the runtime needs from where it runs (Node or a browser). */
@@ -171,28 +172,48 @@ export class AvicRuntime {
 
   /** Prepares the machine; throws LaunchError with the message for the client. */
   launch(args: LaunchArguments): void {
-    this.install(prepareLaunch(args, this.host.reader, this.host.includeDir));
+    const launched = prepareLaunch(args, this.host.reader, this.host.includeDir);
+    this.install(launched, buildMachine(launched));
     this.setEventFilters(this.requested.filters);
   }
 
   /**
    * Restarts with new launch attributes (or the same ones): a fresh machine, every breakpoint
-   * set so far resolved again with its id kept (the source may have changed), the run stopped
-   * at once. Throws LaunchError, leaving the current run as it is, when the new ones are bad.
-   * Returns the breakpoints as they are now, for `breakpoint` events.
+   * set so far resolved again with its id kept (the source may have changed). The current run
+   * is held while the sources are read again; when the new attributes or the program are bad
+   * it throws LaunchError and the current run goes on as it was. Returns the threads of the
+   * run it replaced, and the breakpoints as they are now (for `thread` and `breakpoint` events).
    */
-  async restart(args: LaunchArguments): Promise<BreakpointResult[]> {
-    await this.host.reloadSources?.(args.program);
-    const launched = prepareLaunch(args, this.host.reader, this.host.includeDir);
-    this.install(launched);
+  async restart(args: LaunchArguments): Promise<{ previousThreads: number[]; breakpoints: BreakpointResult[] }> {
+    // hold the current run: nothing of it (a stop, its end) may reach the client during the reload
+    const wasRunning = this.running;
+    this.running = false;
+    this.generation++;
+    let launched: Launched;
+    let machine: Machine;
+    try {
+      await this.host.reloadSources?.(args.program);
+      launched = prepareLaunch(args, this.host.reader, this.host.includeDir);
+      machine = buildMachine(launched);
+    } catch (e) {
+      if (wasRunning) {
+        this.running = true;
+        const generation = this.generation;
+        this.host.defer(() => this.loop(generation));
+      }
+      throw e;
+    }
+    const previousThreads = this.threads().map((t) => t.id);
+    this.install(launched, machine);
     const r = this.requested;
     const out: BreakpointResult[] = [];
+    this.sourceBps.clear();
     for (const [path, { specs, ids }] of r.source) out.push(...this.setSourceBreakpoints(path, specs, ids));
     out.push(...this.setInstructionBreakpoints(r.instruction.specs, r.instruction.ids));
     out.push(...this.setFunctionBreakpoints(r.functions.specs, r.functions.ids));
     this.setEventFilters(r.filters);
     out.push(...this.setDataBreakpoints(r.data.specs, r.data.ids));
-    return out;
+    return { previousThreads, breakpoints: out };
   }
 
   /** the launch attributes of the current run */
@@ -200,11 +221,9 @@ export class AvicRuntime {
     return this.launched.args;
   }
 
-  private install(launched: Launched): void {
+  private install(launched: Launched, m: Machine): void {
     this.generation++; // a loop of the previous machine still deferred does not run
     this.launched = launched;
-    const { assembly, options } = launched;
-    const m = new Machine(options, assembly.image, assembly.org, assembly.end);
     this.machine = m;
     this.stacks = m.cpus.map((cpu) => {
       const s = new ShadowStack();
@@ -580,11 +599,11 @@ export class AvicRuntime {
       }
       const error = this.checkBreakpointExtras(spec);
       if (addresses.length === 0 || error) {
-        results.push({ id, verified: false, path: file, line: spec.line, message: error ?? `line ${spec.line} produces no code` });
+        results.push({ id, verified: false, path, line: spec.line, message: error ?? `line ${spec.line} produces no code` });
         continue;
       }
       bps.push({ id, kind: 'source', addresses, condition: spec.condition, hitCondition: spec.hitCondition, logMessage: spec.logMessage, log: spec.logMessage !== undefined || spec.mode === 'log', hits: 0 });
-      results.push({ id, verified: true, path: file, line });
+      results.push({ id, verified: true, path, line });
     }
     this.sourceBps.set(file ?? path, bps);
     this.requested.source.set(path, { specs, ids: results.map((r) => r.id) });
@@ -887,6 +906,19 @@ export class AvicRuntime {
 }
 
 // ---- helpers ---------------------------------------------------------------------------------------------
+
+/** The machine of a launch; an image that cannot be loaded or RAM that cannot be had is a LaunchError. */
+function buildMachine(launched: Launched): Machine {
+  const { assembly, options } = launched;
+  try {
+    return new Machine(options, assembly.image, assembly.org, assembly.end);
+  } catch (e) {
+    if (e instanceof LoadError) throw new LaunchError(`${launched.program}: ${e.message}`);
+    // validated attributes leave only the guest RAM (launch attribute 'memory') that may not be had
+    if (e instanceof RangeError) throw new LaunchError(`cannot create the machine (${options.vcpus} vCPUs, ${options.memoryMiB} MiB): ${e.message}`);
+    throw e;
+  }
+}
 
 export function hexAddr(a: number): string {
   return '0x' + a.toString(16);

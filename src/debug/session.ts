@@ -171,7 +171,7 @@ export class AvicDebugSession extends DebugSession {
     try {
       this.runtime.launch((args ?? {}) as never); // a client may send no arguments at all
     } catch (e) {
-      if (e instanceof LaunchError || e instanceof RangeError) {
+      if (e instanceof LaunchError) {
         this.sendErrorResponse(response, { id: 1001, format: e.message.replace(/\{/g, '(').replace(/\}/g, ')'), showUser: true });
         return;
       }
@@ -190,26 +190,23 @@ export class AvicDebugSession extends DebugSession {
 
   protected override async restartRequest(response: DebugProtocol.RestartResponse, args: DebugProtocol.RestartArguments): Promise<void> {
     if (!this.launched) return this.fail(response, 'the program has not been launched');
-    let breakpoints: BreakpointResult[];
-    let before: number[];
+    let restarted: { previousThreads: number[]; breakpoints: BreakpointResult[] };
     try {
-      before = this.runtime.threads().map((t) => t.id);
       // the client may send changed launch attributes; without them, the same ones
-      breakpoints = await this.runtime.restart(((args?.arguments as object | undefined) ?? this.runtime.launchArguments) as never);
+      restarted = await this.runtime.restart(((args?.arguments as object | undefined) ?? this.runtime.launchArguments) as never);
     } catch (e) {
-      if (e instanceof LaunchError || e instanceof RangeError) {
-        this.sendErrorResponse(response, { id: 1001, format: e.message.replace(/\{/g, '(').replace(/\}/g, ')'), showUser: true });
-        return;
-      }
-      throw e;
+      // asynchronous: nothing catches for us, and the request must be answered whatever happened
+      const message = e instanceof LaunchError ? e.message : `restart failed: ${e instanceof Error ? e.message : String(e)}`;
+      this.sendErrorResponse(response, { id: 1001, format: message.replace(/\{/g, '(').replace(/\}/g, ')'), showUser: true });
+      return;
     }
     this.frames.reset();
     this.vars.reset();
     this.varVcpus.clear();
     this.sendResponse(response);
-    for (const id of before) this.sendEvent(new ThreadEvent('exited', id));
+    for (const id of restarted.previousThreads) this.sendEvent(new ThreadEvent('exited', id));
     for (const t of this.runtime.threads()) this.sendEvent(new ThreadEvent('started', t.id));
-    for (const r of breakpoints) this.sendEvent(new BreakpointEvent('changed', breakpointBody(r)));
+    for (const r of restarted.breakpoints) this.sendEvent(new BreakpointEvent('changed', breakpointBody(r)));
     this.memoryChanged();
     if (!this.runtime.stopOnEntry) this.sendEvent(new ContinuedEvent(1, true));
     this.runtime.start();

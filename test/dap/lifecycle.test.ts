@@ -200,6 +200,58 @@ describe('dap: life cycle', () => {
     assert.deepEqual((await d.dc.threadsRequest()).body.threads.map((t) => t.id), [1]);
   });
 
+  it('restart to a program that assembles but cannot be loaded: an error naming it, and the run goes on', async () => {
+    const path = program('load.vasm', CALLS);
+    const m0 = d.mark();
+    await d.launch({ program: path, stopOnEntry: true });
+    await d.stopped(m0);
+    // org 0x1000 puts the image on the loader's GDT and page tables
+    writeFileSync(path, `org 0x1000\n${CALLS}`);
+    const message = await d.fails(d.dc.customRequest('restart', {}));
+    assert.match(message, /load\.vasm: the image would start at 0x1000, inside the loader's GDT and page tables/);
+    // the old machine is intact: threads, frames, and it runs to its end
+    assert.equal((await d.dc.threadsRequest()).body.threads.length, 2);
+    assert.equal((await d.frames(1))[0].name, '_start');
+    writeFileSync(path, CALLS);
+    assert.equal(await d.runToExit(), 0);
+  });
+
+  it('restart while running: the old run says nothing more, the new one runs', async () => {
+    const path = write.spin();
+    const m0 = d.mark();
+    await d.launch({ program: path });
+    await d.waitFor('thread', m0);
+    const m = d.mark();
+    await d.dc.customRequest('restart', {});
+    const continued = await d.waitFor('continued', m);
+    assert.ok(continued);
+    const threads = (d.after('thread', m) as DebugProtocol.ThreadEvent[]).map((e) => `${e.body.reason} ${e.body.threadId}`);
+    assert.deepEqual(threads, ['exited 1', 'exited 2', 'exited 3', 'started 1', 'started 2', 'started 3']);
+    // it runs: a pause stops it, once
+    const p = d.mark();
+    await d.dc.pauseRequest({ threadId: 1 });
+    const s = await d.stopped(p);
+    assert.equal(s.body.reason, 'pause');
+    await d.waitFor('avic/stateChanged', p);
+    assert.equal(d.after('stopped', m).length, 1);
+    assert.equal(d.after('exited', m).length, 0);
+  });
+
+  it('verified source breakpoints come back under the path the client sent', async () => {
+    const path = write.calls();
+    const spelled = path.replace(/\/([^/]+)$/, '/./$1');
+    const m0 = d.mark();
+    let got: DebugProtocol.Breakpoint[] = [];
+    await d.launch({ program: path, stopOnEntry: true }, async (c) => {
+      got = (await c.dc.setBreakpointsRequest({ source: { path: spelled }, breakpoints: [{ line: lineOf(CALLS, 'INNER-FIRST') }] })).body.breakpoints;
+    });
+    await d.stopped(m0);
+    assert.equal(got[0].verified, true);
+    assert.equal(got[0].source?.path, spelled);
+    const s = await d.continueTo();
+    assert.deepEqual(s.body.hitBreakpointIds, [got[0].id]);
+  });
+
   it('the guest console arrives as stdout output before exited and terminated', async () => {
     const path = write.calls();
     await d.launchStopped({ program: path });

@@ -294,6 +294,22 @@ _start: mov     byte [.imm + 1], 9  ; the immediate of the mov right after this 
     assert.equal(r.reg('rbx'), 9n);
   });
 
+  it('an instruction across the end of the bytes a block decodes from starts the next block (no false #UD)', () => {
+    // straight-line code longer than a block's fetch window, with an instruction across its end
+    const stores = Array.from({ length: 50 }, (_, i) => `        mov     qword [buf], ${i + 1}`).join('\n');
+    const r = run(`
+        default rel
+_start: test    edi, edi
+        jnz     .out
+${stores}
+        mov     rax, [buf]
+.out:   ${DONE}
+        align   4096
+buf:    dq 0`);
+    assert.equal(r.result.status, 'done');
+    assert.equal(r.reg('rax'), 50n);
+  });
+
   it('data beside code on the same page: stores there do not throw the decoded code away', () => {
     // a loop that stores to a counter on its own code page 10,000 times
     const r = run(`

@@ -297,6 +297,9 @@ export class BlockCache {
         decoder.decodeOut(instr);
         const length = instr.length;
         if (instr.isInvalid) {
+          // it runs past the bytes fetched for this block (the window, or the page): it starts the
+          // next block, which fetches from its address and sees all of it (or the fault)
+          if (decoder.lastError === I.DecoderError.NoMoreBytes && ops.length > 0) break;
           const truncated = decoder.lastError === I.DecoderError.NoMoreBytes && crossFault;
           const fault = truncated ? crossFault! : new GuestFault(UD, undefined);
           ops.push(() => {

@@ -174,69 +174,65 @@ export function kfn<T>(t: Task, name: string, body: () => HostCode<T>): HostCode
  */
 class KernelFrame<T> implements HostCode<T> {
   private inner: HostCode<T> | null = null;
-  private done = false;
+  /** not entered yet, entered (the body not started: a function breakpoint stops here), running, done */
+  private state: 'new' | 'entered' | 'running' | 'done' = 'new';
 
   constructor(private readonly t: Task, private readonly name: string, private readonly body: () => HostCode<T>) {}
 
   next(v?: VmExit): IteratorResult<Yield, T> {
-    let inner = this.inner;
-    if (inner === null) {
-      if (this.done) return { done: true, value: undefined as T };
+    if (this.state === 'new') {
       this.t.enter(this.name);
-      inner = this.inner = this.body();
+      this.state = 'entered';
       if (this.t.breakOnEntry !== null && this.t.breakOnEntry(this.name)) return { done: false, value: { kind: 'break', fn: this.name } };
+    }
+    if (this.state === 'done') return { done: true, value: undefined as T };
+    if (this.state === 'entered') {
+      try {
+        this.inner = this.body();
+      } catch (e) {
+        this.finish();
+        throw e;
+      }
+      this.state = 'running';
       v = undefined;
     }
-    let r: IteratorResult<Yield, T>;
-    try {
-      r = inner.next(v);
-    } catch (e) {
-      this.finish();
-      throw e;
-    }
-    if (r.done) this.finish();
-    return r;
+    return this.settle(this.inner!, 'next', v);
   }
 
   return(value: T): IteratorResult<Yield, T> {
-    const inner = this.inner;
-    if (inner === null) {
-      this.done = true;
+    if (this.state !== 'running') {
+      this.finish();
       return { done: true, value };
     }
-    let r: IteratorResult<Yield, T>;
-    try {
-      r = inner.return(value);
-    } catch (e) {
-      this.finish();
-      throw e;
-    }
-    if (r.done) this.finish();
-    return r;
+    return this.settle(this.inner!, 'return', value);
   }
 
   throw(e: unknown): IteratorResult<Yield, T> {
-    const inner = this.inner;
-    if (inner === null) {
-      this.done = true;
+    if (this.state !== 'running') {
+      this.finish();
       throw e;
     }
+    return this.settle(this.inner!, 'throw', e);
+  }
+
+  /** one step of the body; the frame leaves the host stack when the body ends, however it ends */
+  private settle(inner: HostCode<T>, how: 'next' | 'return' | 'throw', arg: unknown): IteratorResult<Yield, T> {
     let r: IteratorResult<Yield, T>;
     try {
-      r = inner.throw(e);
-    } catch (err) {
+      r = how === 'next' ? inner.next(arg as VmExit | undefined) : how === 'return' ? inner.return(arg as T) : inner.throw(arg);
+    } catch (e) {
       this.finish();
-      throw err;
+      throw e;
     }
     if (r.done) this.finish();
     return r;
   }
 
   private finish(): void {
-    if (this.done) return;
-    this.done = true;
+    const entered = this.state === 'entered' || this.state === 'running';
+    this.state = 'done';
     this.inner = null;
-    this.t.leave();
+    if (entered) this.t.leave();
   }
 
   [Symbol.iterator](): HostCode<T> {
