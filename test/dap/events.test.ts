@@ -193,6 +193,33 @@ describe('dap: event filters', () => {
     assert.match(d.output(0, 'console'), /avic: done: .*\navic: violation xapic-access-in-x2apic-mode/);
   });
 
+  it("the README's first session: S3 under toggle-in-update stops on the double toggle, and upstream is clean", async () => {
+    await d.launch({ program: example(S3), design: 'toggle-in-update' }, async (c) => {
+      await c.setFilters([{ filterId: 'inhibit-change', mode: 'log' }, { filterId: 'violation' }]);
+    });
+    const s = await d.stopped(0);
+    assert.equal(s.body.threadId, 2);
+    assert.match(s.body.description!, /^Paused on Checker violation: .*memslot-double-toggle: __x86_set_memory_region on APIC_ACCESS_PAGE_PRIVATE_MEMSLOT .* is call 2 for APICv transition #1$/);
+    assert.deepEqual((await d.frames(2)).slice(0, 3).map((f) => f.name), ['mutex_unlock', 'kvm_vcpu_update_apicv', 'vcpu_enter_guest']);
+    const state = await d.state();
+    const modified = state.vm.inhibitTable.find((r) => r.reason === 'APIC_ID_MODIFIED')!;
+    assert.equal(modified.set, true);
+    assert.equal(modified.lastChange?.vcpu, 0);
+    for (const id of [2, 3]) {
+      const v = state.vcpus[id];
+      assert.equal(v.state, 'blocked');
+      assert.deepEqual(v.hostStack.slice(0, 2), ['mutex_lock', 'kvm_vcpu_update_apicv']);
+      assert.equal(v.srcuDepth, v.expectedSrcuDepth, 'SRCU dropped as the design means');
+    }
+    await d.waitFor('avic/stateChanged', 0);
+    assert.match(d.output(0, 'console'), /kvm_apicv_inhibit_changed: set reason=5, inhibits=0x20 \(APIC_ID_MODIFIED\)/);
+    await d.stop();
+    d = await Dap.stdio();
+    await d.launch({ program: example(S3), design: 'upstream' });
+    assert.equal((await d.waitFor<DebugProtocol.ExitedEvent>('exited', 0)).body.exitCode, 0);
+    assert.equal(d.after('stopped', 0).length, 0);
+  });
+
   it('a filter replaced by an empty list stops no more', async () => {
     await d.launchStopped({ program: example(S3) });
     await d.setFilters([], ['vmexit']);
