@@ -4,26 +4,17 @@
 // is not held (drop-in-update-direct on S2), the mismatch is exactly that window, at -1.
 
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { assemble } from '../../src/asm/assembler';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { expectedSrcuDepth } from '../../src/debug/inspect';
 import { DESIGN_NAMES } from '../../src/machine/kvm/design';
-import { DEFAULT_OPTIONS, Machine } from '../../src/machine/machine';
-import { applyRunFlags, findRunLine, parseRunLine } from '../../src/machine/run-options';
+import { exampleMachine } from '../machine/helpers';
 
-const ROOT = resolve(__dirname, '..', '..');
-const EXAMPLES = readdirSync(join(ROOT, 'examples')).filter((f) => f.endsWith('.vasm'));
+const EXAMPLES = readdirSync(join(__dirname, '..', '..', 'examples')).filter((f) => f.endsWith('.vasm'));
 
 /** every (vCPU, depth, expected, host stack) where they differ, at the preemption points of a run */
 function mismatches(example: string, design: string): { violations: string[]; seen: number; bad: { depth: number; expected: number; stack: string }[] } {
-  const file = join(ROOT, 'examples', example);
-  const text = readFileSync(file, 'utf8');
-  const reader = { readFile: (p: string) => (existsSync(p) ? readFileSync(p, 'utf8') : undefined) };
-  const a = assemble({ file, text, reader, includeDirs: [join(ROOT, 'include')] });
-  const line = findRunLine(text);
-  const base = line ? applyRunFlags(DEFAULT_OPTIONS, parseRunLine(line.words)) : DEFAULT_OPTIONS;
-  const m = new Machine({ ...base, design: design as never, keepGoing: true }, a.image, a.org, a.end);
+  const m = exampleMachine(example, { design: design as never, keepGoing: true });
   const bad: { depth: number; expected: number; stack: string }[] = [];
   let seen = 0;
   // called after every host step and guest burst: where the debugger can stop

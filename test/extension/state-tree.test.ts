@@ -3,26 +3,15 @@
 // SRCU depth checked against what the kernel expects.
 
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { assemble } from '../../src/asm/assembler';
 import type { AvicState } from '../../src/debug/avic-state';
 import { avicState } from '../../src/debug/inspect';
 import { inhibitNodes, type StateNode, vcpuNodes } from '../../src/extension/state-tree';
-import { DEFAULT_OPTIONS, Machine } from '../../src/machine/machine';
-import { applyRunFlags, findRunLine, parseRunLine } from '../../src/machine/run-options';
-
-const ROOT = resolve(__dirname, '..', '..');
+import type { Machine } from '../../src/machine/machine';
+import { exampleMachine } from '../machine/helpers';
 
 /** an example run to its end (or until `until` holds after an event), as the adapter would show it */
 function stateOf(example: string, until?: (m: Machine) => boolean): AvicState {
-  const file = join(ROOT, 'examples', example);
-  const text = readFileSync(file, 'utf8');
-  const reader = { readFile: (p: string) => (existsSync(p) ? readFileSync(p, 'utf8') : undefined) };
-  const a = assemble({ file, text, reader, includeDirs: [join(ROOT, 'include')] });
-  const line = findRunLine(text);
-  const options = line ? applyRunFlags(DEFAULT_OPTIONS, parseRunLine(line.words)) : DEFAULT_OPTIONS;
-  const m = new Machine(options, a.image, a.org, a.end);
+  const m = exampleMachine(example);
   if (until) m.log.onEvent(() => {
     if (until(m)) m.requestStop();
   });

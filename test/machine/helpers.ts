@@ -1,7 +1,11 @@
 // Helpers for machine tests: assemble a source and run it on the machine.
 
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { assemble } from '../../src/asm/assembler';
+import { bundledIncludeDir, nodeFileReader } from '../../src/cli/files';
 import { DEFAULT_OPTIONS, Machine, type MachineOptions } from '../../src/machine/machine';
+import { applyRunFlags, findRunLine, parseRunLine } from '../../src/machine/run-options';
 import { runResult, type RunResult } from '../../src/machine/result';
 import { asm, errorsOf } from '../asm/asm-helpers';
 
@@ -16,6 +20,23 @@ export function build(source: string): { image: Uint8Array; org: number; end: nu
   const r = asm(source, { requireStart: true });
   assert.deepEqual(errorsOf(r), [], 'the test program must assemble');
   return { image: r.image, org: r.org, end: r.end, symbol: (n) => Number(r.symbols.find((s) => s.name === n)!.value) };
+}
+
+/** An example of examples/, assembled, with the options of its `; avic-run:` line as `avic run` reads them. */
+export function loadExample(example: string): { image: Uint8Array; org: number; end: number; options: MachineOptions } {
+  const file = join(__dirname, '..', '..', 'examples', example);
+  const text = nodeFileReader.readFile(file);
+  assert.ok(text !== undefined, `no example ${example}`);
+  const r = assemble({ file, text, reader: nodeFileReader, includeDirs: [bundledIncludeDir()] });
+  assert.deepEqual(r.diagnostics.filter((d) => d.severity === 'error'), [], `${example} must assemble`);
+  const line = findRunLine(text);
+  return { image: r.image, org: r.org, end: r.end, options: line ? applyRunFlags(DEFAULT_OPTIONS, parseRunLine(line.words)) : DEFAULT_OPTIONS };
+}
+
+/** The machine of an example, its options overridden by `options`. */
+export function exampleMachine(example: string, options: Partial<MachineOptions> = {}): Machine {
+  const e = loadExample(example);
+  return new Machine({ ...e.options, ...options }, e.image, e.org, e.end);
 }
 
 export function machineFor(source: string, options: Partial<MachineOptions> = {}): Machine {

@@ -3,26 +3,11 @@
 // The options come from each example's `; avic-run:` line, as `avic run` reads them.
 
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import { assemble } from '../../src/asm/assembler';
-import { bundledIncludeDir, nodeFileReader } from '../../src/cli/files';
 import { DESIGN_NAMES, type DesignName } from '../../src/machine/kvm/design';
 import { DEFAULT_OPTIONS, Machine, type MachineOptions } from '../../src/machine/machine';
 import { runResult, type RunResult } from '../../src/machine/result';
-import { applyRunFlags, findRunLine } from '../../src/machine/run-options';
-
-const ROOT = join(__dirname, '..', '..');
-
-function load(example: string): { image: Uint8Array; org: number; end: number; options: MachineOptions } {
-  const file = join(ROOT, 'examples', example);
-  const text = nodeFileReader.readFile(file)!;
-  const r = assemble({ file, text, reader: nodeFileReader, includeDirs: [bundledIncludeDir()] });
-  assert.deepEqual(r.diagnostics.filter((d) => d.severity === 'error'), []);
-  const line = findRunLine(text)!;
-  const flags = new Map<string, string[]>();
-  for (let i = 0; i < line.words.length; i += 2) flags.set(line.words[i], [...(flags.get(line.words[i]) ?? []), line.words[i + 1]]);
-  return { image: r.image, org: r.org, end: r.end, options: applyRunFlags(DEFAULT_OPTIONS, flags) };
-}
+import { applyRunFlags } from '../../src/machine/run-options';
+import { loadExample } from './helpers';
 
 interface Case {
   readonly name: string;
@@ -88,7 +73,7 @@ describe('the thread\'s scenarios under every design (contracts/kvm-model.md)', 
   this.timeout(120_000);
   for (const c of CASES) {
     describe(c.name, () => {
-      const prog = load(c.example);
+      const prog = loadExample(c.example);
       for (const design of DESIGN_NAMES) {
         const want = c.expect[design];
         it(`${design}: ${want ?? 'clean'}`, () => {
@@ -114,7 +99,7 @@ describe('the thread\'s scenarios under every design (contracts/kvm-model.md)', 
   }
 
   it('--keep-going records the violation and runs to the end', () => {
-    const prog = load('apicv-update-all-vcpus.vasm');
+    const prog = loadExample('apicv-update-all-vcpus.vasm');
     const m = new Machine({ ...prog.options, design: 'toggle-in-update', keepGoing: true }, prog.image, prog.org, prog.end);
     const stop = m.run();
     assert.deepEqual(stop, { kind: 'end', status: 'done' });
@@ -123,7 +108,7 @@ describe('the thread\'s scenarios under every design (contracts/kvm-model.md)', 
   });
 
   it('srcu-drop-in-inhibit, S3 under --keep-going: the inversion becomes the deadlock lockdep predicted', () => {
-    const prog = load('apicv-update-all-vcpus.vasm');
+    const prog = loadExample('apicv-update-all-vcpus.vasm');
     const m = new Machine({ ...prog.options, design: 'srcu-drop-in-inhibit', keepGoing: true }, prog.image, prog.org, prog.end);
     assert.deepEqual(m.run(), { kind: 'end', status: 'violation' });
     assert.deepEqual(m.violations.map((v) => v.kind), ['lock-order-inversion', 'deadlock']);
@@ -135,7 +120,7 @@ describe('the thread\'s scenarios under every design (contracts/kvm-model.md)', 
   });
 
   it('a run in small budgets (as the debugger runs in chunks) schedules exactly as one run', () => {
-    const prog = load('apicv-update-all-vcpus.vasm');
+    const prog = loadExample('apicv-update-all-vcpus.vasm');
     for (const sched of [{ sched: 'rr', quantum: 50 }, { sched: 'random', seed: 7, quantum: 50 }] as const) {
       const whole = new Machine({ ...prog.options, ...sched }, prog.image, prog.org, prog.end);
       whole.run();
