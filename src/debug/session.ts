@@ -409,13 +409,15 @@ export class AvicDebugSession extends DebugSession {
     const children = this.vars.get(args.variablesReference);
     const node = children?.().find((n) => n.name === args.name);
     if (!node?.set) return this.fail(response, `'${args.name}' cannot be set (registers and APIC registers can)`);
+    const seq = this.stateSeq;
     const error = node.set(args.value);
     if (error) return this.fail(response, error);
     const now = children!().find((n) => n.name === args.name);
     response.body = { value: now?.value ?? args.value };
     this.sendResponse(response);
     this.runtime.machine.log.add({ kind: 'host-action', vcpu: null, rip: 0, trigger: null, action: `set ${args.name} = ${args.value}`, target: null });
-    this.changedWhileStopped();
+    // an APIC register write ran as host code and has told the client already
+    if (this.stateSeq === seq) this.changedWhileStopped();
   }
 
   // ---- evaluate, completions, memory, disassembly ---------------------------------------------------------------

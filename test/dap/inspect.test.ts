@@ -128,8 +128,13 @@ describe('dap: scopes and variables', () => {
   it('an APIC register set by the debugger goes through KVM_SET_LAPIC in the vCPU\'s thread', async () => {
     await d.launchStopped({ program: example('apicv-update-all-vcpus.vasm') });
     const lapic = (await d.scopes(2)).get('Local APIC')!;
+    const m = d.mark();
     await d.dc.setVariableRequest({ variablesReference: lapic.variablesReference, name: 'TPR', value: '0x20' });
     assert.equal((await d.scope(2, 'Local APIC')).get('TPR')!.value, '0x00000020');
+    // one change, told once
+    await d.waitFor('avic/stateChanged', m);
+    assert.equal(d.after('invalidated', m).length, 1);
+    assert.equal(d.after('avic/stateChanged', m).length, 1);
     assert.equal((await d.scope(1, 'Local APIC')).get('TPR')!.value, '0x00000000', 'vCPU 0 keeps its own');
     // a new xAPIC ID: the map recalculation sets APIC_ID_MODIFIED, in kvm_apic_set_state
     await d.dc.setVariableRequest({ variablesReference: (await d.scopes(2)).get('Local APIC')!.variablesReference, name: 'ID', value: '0x07000000' });
