@@ -38,10 +38,6 @@ export class ShownMemory {
     }
     return out;
   }
-
-  forget(): void {
-    this.ranges = [];
-  }
 }
 
 function equal(a: Uint8Array, b: Uint8Array): boolean {
