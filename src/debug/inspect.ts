@@ -252,13 +252,13 @@ export function vcpuKvm(m: Machine, v: KvmVcpu): VarNode[] {
 export function inhibitTable(m: Machine): AvicInhibitRow[] {
   const kvm = m.kvm;
   const count = kvm.design.x2apicInhibitListed ? 13 : 12;
-  const last = new Map<number, AvicInhibitRow['lastChange']>();
-  for (const e of m.events) {
-    if (e.kind === 'inhibit-change' && e.changed) last.set(e.reason, { seq: e.seq, vcpu: e.vcpu, hostStack: e.hostStack ?? [] });
-  }
-  return Array.from({ length: count }, (_, bit) => ({
-    reason: APICV_INHIBIT_NAMES[bit], bit, set: (kvm.arch.apicv_inhibit_reasons & (1 << bit)) !== 0, lastChange: last.get(bit) ?? null,
-  }));
+  return Array.from({ length: count }, (_, bit) => {
+    const e = m.lastInhibitChange.get(bit);
+    return {
+      reason: APICV_INHIBIT_NAMES[bit], bit, set: (kvm.arch.apicv_inhibit_reasons & (1 << bit)) !== 0,
+      lastChange: e ? { seq: e.seq, vcpu: e.vcpu, hostStack: e.hostStack ?? [] } : null,
+    };
+  });
 }
 
 export function vmKvm(m: Machine): VarNode[] {

@@ -67,11 +67,22 @@ export type MachineEvent =
   | (Base<'violation'> & { readonly violation: string; readonly message: string });
 
 /** Distributes an event type over the union (keeps the kind-specific fields). */
+export type InhibitChangeEvent = Extract<MachineEvent, { kind: 'inhibit-change' }>;
+
 type WithoutBase<E> = E extends unknown ? Omit<E, 'seq' | 'step'> : never;
 export type NewEvent = WithoutBase<MachineEvent>;
 
+/**
+ * How many of the newest events stay in memory (between this and twice this): a long run records
+ * millions (an IPI round trip is about 40), and every one is counted, traced, checked and shown
+ * to listeners as it happens; only the in-memory history is bounded.
+ */
+export const EVENTS_KEPT = 1 << 16;
+
 export class EventLog {
-  readonly events: MachineEvent[] = [];
+  private kept: MachineEvent[] = [];
+  /** events recorded before the first one kept */
+  private dropped = 0;
   readonly counts = new Map<EventKind, number>();
   private readonly listeners: ((e: MachineEvent) => void)[] = [];
 
@@ -80,9 +91,13 @@ export class EventLog {
   /** Records `e`, which becomes the event (it gets its seq and step): pass a fresh object. */
   add(e: NewEvent): MachineEvent {
     const full = e as MachineEvent & { seq: number; step: number };
-    full.seq = this.events.length + 1;
+    full.seq = this.dropped + this.kept.length + 1;
     full.step = this.now();
-    this.events.push(full);
+    this.kept.push(full);
+    if (this.kept.length >= 2 * EVENTS_KEPT) {
+      this.kept = this.kept.slice(EVENTS_KEPT);
+      this.dropped += EVENTS_KEPT;
+    }
     this.counts.set(e.kind, (this.counts.get(e.kind) ?? 0) + 1);
     for (const l of this.listeners) l(full);
     return full;
@@ -92,7 +107,13 @@ export class EventLog {
     this.listeners.push(l);
   }
 
+  /** the newest events, in order (all of them in a run of fewer than EVENTS_KEPT) */
+  get events(): readonly MachineEvent[] {
+    return this.kept;
+  }
+
+  /** every event recorded so far (the last one's seq) */
   get length(): number {
-    return this.events.length;
+    return this.dropped + this.kept.length;
   }
 }

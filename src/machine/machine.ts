@@ -6,7 +6,7 @@
 
 import { BlockCache } from './cpu/blocks';
 import { Cpu, type CpuBus, STOP_BREAKPOINT, STOP_DEBUG, STOP_VMEXIT } from './cpu/cpu';
-import { EventLog, type MachineEvent, type NewEvent } from './events';
+import { EventLog, type InhibitChangeEvent, type MachineEvent, type NewEvent } from './events';
 import { Checkers, type Violation } from './kvm/checkers';
 import { DESIGNS, type DesignName } from './kvm/design';
 import {
@@ -89,6 +89,8 @@ export class Machine implements CpuBus {
   readonly blocks: BlockCache;
   readonly cpus: Cpu[] = [];
   readonly log: EventLog;
+  /** the last kvm_apicv_inhibit_changed that changed each bit (views show who set it), however old */
+  readonly lastInhibitChange = new Map<number, InhibitChangeEvent>();
   readonly scheduler: Scheduler;
   readonly kvm: Kvm;
   readonly vmm: Vmm;
@@ -130,6 +132,9 @@ export class Machine implements CpuBus {
     this.keepGoing = options.keepGoing;
     this.mem = new PhysicalMemory(options.memoryMiB * 1024 * 1024);
     this.log = new EventLog(() => this.now());
+    this.log.onEvent((e) => {
+      if (e.kind === 'inhibit-change' && e.changed) this.lastInhibitChange.set(e.reason, e);
+    });
     this.blocks = new BlockCache(this.mem, (page) => {
       for (const c of this.cpus) c.dropWriteEntries(page);
     });
