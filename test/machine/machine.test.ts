@@ -463,6 +463,17 @@ describe('machine: fast paths are exact', () => {
         xor     r14, r14
         add     r14, rax
         setc    r15b
+        test    rcx, 1                  ; dead: cmp overwrites every flag
+        cmp     rcx, 250
+        stc                             ; CF = 1 in RFLAGS itself
+        or      rdx, rbx                ; before dec: only its CF (clear) survives
+        dec     rbx
+        adc     r10, 0                  ; reads that CF
+        and     eax, edx                ; before inc: the same, 32-bit
+        inc     edx
+        pushfq
+        pop     rsi
+        add     r12, rsi
         dec     rcx
         jnz     .loop
         out     0xf4, al`, '');

@@ -12,7 +12,7 @@ import { ACCESS_FETCH, type Cpu, hiOf, loOf } from './cpu';
 import { GuestFault, hasErrorCode, PF, UD } from './exceptions';
 import { toInsn } from './insn';
 import { compile } from './ops/compile';
-import { overwritesFlags, quietAlu } from './ops/alu';
+import { logicBeforeIncDec, overwritesAllButCF, overwritesFlags, quietAlu } from './ops/alu';
 import { fuse } from './ops/fuse';
 import { MAX_BLOCK_INSNS, ONE_EACH, type Op } from './ops/op';
 import type { Insn } from './insn';
@@ -338,7 +338,7 @@ export class BlockCache {
         i++;
         continue;
       }
-      const q = a && b && overwritesFlags(b) ? quietAlu(a) : undefined;
+      const q = !a || !b ? undefined : overwritesFlags(b) ? quietAlu(a) : overwritesAllButCF(b) ? logicBeforeIncDec(a) : undefined;
       if (q) quiet.set(i, q);
     }
     const block = new Block(start, cpu.cr3, ops, addrs, nexts, usedPages, spans, pairs, quiet);

@@ -762,13 +762,17 @@ export class Cpu implements FlagState {
         const per = block.ops.length;
         const last = n - 1;
         const start = block.start;
+        // nothing in the loop reads the instruction count: it is added up once, after it
+        const most = Math.floor((budget - executed) / per);
+        let rounds = 0;
         for (;;) {
           for (i = 0; i < last; i++) ops[i](this);
           ops[last](this);
-          executed += per;
-          this.icount += per;
-          if (this.rip !== start || budget - executed < per) break;
+          rounds++;
+          if (this.rip !== start || rounds >= most) break;
         }
+        executed += rounds * per;
+        this.icount += rounds * per;
         block = block.successor(this.rip);
         this.last = block;
         continue;

@@ -856,3 +856,77 @@ export function quietAlu(insn: Insn): ((c: Cpu) => number) | undefined {
   const table = insn.opSize === 8 ? (s < 0 ? QUIET64_RI : QUIET64_RR) : s < 0 ? QUIET32_RI : QUIET32_RR;
   return table[kind](d, s, ilo, ihi);
 }
+
+/** Is `insn` an inc or dec of a register: every arithmetic flag but CF from its operand alone, unable to fault? */
+export function overwritesAllButCF(insn: Insn): boolean {
+  const name = insn.mnemonicName.toLowerCase();
+  return (name === 'inc' || name === 'dec') && !insn.lock && insn.ops[0]?.kind === 'reg';
+}
+
+// and/or/xor leave CF clear: before an inc or dec (which keeps CF) only that survives them
+const CF_CLEAR64_RR: Readonly<Record<string, FastFactory>> = {
+  and: (d, s) => (c) => {
+    const r = c.r;
+    r[d] &= r[s];
+    r[d + 1] &= r[s + 1];
+    c.flags &= ~CF;
+    c.lazy = 0;
+    return 0;
+  },
+  or: (d, s) => (c) => {
+    const r = c.r;
+    r[d] |= r[s];
+    r[d + 1] |= r[s + 1];
+    c.flags &= ~CF;
+    c.lazy = 0;
+    return 0;
+  },
+  xor: (d, s) => (c) => {
+    const r = c.r;
+    r[d] ^= r[s];
+    r[d + 1] ^= r[s + 1];
+    c.flags &= ~CF;
+    c.lazy = 0;
+    return 0;
+  },
+};
+
+const CF_CLEAR32_RR: Readonly<Record<string, FastFactory>> = {
+  and: (d, s) => (c) => {
+    const r = c.r;
+    r[d] &= r[s];
+    r[d + 1] = 0;
+    c.flags &= ~CF;
+    c.lazy = 0;
+    return 0;
+  },
+  or: (d, s) => (c) => {
+    const r = c.r;
+    r[d] |= r[s];
+    r[d + 1] = 0;
+    c.flags &= ~CF;
+    c.lazy = 0;
+    return 0;
+  },
+  xor: (d, s) => (c) => {
+    const r = c.r;
+    r[d] ^= r[s];
+    r[d + 1] = 0;
+    c.flags &= ~CF;
+    c.lazy = 0;
+    return 0;
+  },
+};
+
+/**
+ * A register-register and/or/xor before an inc or dec (overwritesAllButCF): only its CF (clear)
+ * outlives the next instruction, so it sets that one flag at once and records nothing lazy.
+ */
+export function logicBeforeIncDec(insn: Insn): ((c: Cpu) => number) | undefined {
+  const kind = insn.mnemonicName.toLowerCase();
+  if (kind !== 'and' && kind !== 'or' && kind !== 'xor') return undefined;
+  if (insn.lock || (insn.opSize !== 8 && insn.opSize !== 4)) return undefined;
+  const [dst, src] = insn.ops;
+  if (dst?.kind !== 'reg' || src?.kind !== 'reg') return undefined;
+  return (insn.opSize === 8 ? CF_CLEAR64_RR : CF_CLEAR32_RR)[kind](2 * dst.reg.index, 2 * src.reg.index, 0, 0);
+}
