@@ -159,6 +159,7 @@ export class AvicDebugSession extends DebugSession {
       supportsSteppingGranularity: true,
       supportsInstructionBreakpoints: true,
       supportsSingleThreadExecutionRequests: true,
+      supportsLoadedSourcesRequest: true,
       breakpointModes: [
         { mode: 'stop', label: 'Stop', description: 'Stop the run', appliesTo: ['source', 'exception', 'instruction'] },
         { mode: 'log', label: 'Log', description: 'Write the event to the Debug Console in trace-cmd style and go on (a tracepoint)', appliesTo: ['source', 'exception', 'instruction'] },
@@ -492,6 +493,13 @@ export class AvicDebugSession extends DebugSession {
         location: i.location ? new Source(i.location.name, i.location.path) : undefined, presentationHint: i.presentationHint,
       })),
     };
+    this.sendResponse(response);
+  }
+
+  protected override loadedSourcesRequest(response: DebugProtocol.LoadedSourcesResponse): void {
+    if (!this.launched) return this.fail(response, 'the program has not been launched');
+    // the program and every file it %includes (avic.inc from the bundled include folder too)
+    response.body = { sources: this.runtime.assembly.files.map((f) => new Source(basename(f), f)) };
     this.sendResponse(response);
   }
 

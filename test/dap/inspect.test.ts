@@ -4,6 +4,7 @@
 // `avic/state` with `avic/stateChanged`; and reads with no side effect (contracts/dap.md, "Side
 // effects"): the S1 load the debugger makes at 0xFEE00030 trips nothing.
 
+import type { DebugProtocol } from '@vscode/debugprotocol';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { type AvicState, Dap, example, fromBase64, lineOf, removePrograms } from './dap-client';
@@ -282,6 +283,13 @@ describe('dap: evaluate, memory, disassembly', () => {
     await d.dc.setBreakpointsRequest({ source: { path }, breakpoints: [{ line: lineOf(CALLS, 'AFTER-OUTER') }] });
     await d.continueTo();
     assert.equal(await d.register(1, 'rax'), 10n);
+  });
+
+  it('loadedSources lists the program and the files it includes', async () => {
+    const sources = ((await d.dc.customRequest('loadedSources', {})) as DebugProtocol.LoadedSourcesResponse).body.sources;
+    assert.deepEqual(sources.map((s) => s.name), ['calls.vasm', 'avic.inc']);
+    assert.equal(sources[0].path, path);
+    assert.match(sources[1].path ?? '', /include[\\/]avic\.inc$/);
   });
 
   it('disassemble: instructions with bytes, symbols and .vasm source locations', async () => {

@@ -28,7 +28,7 @@ describe('dap: life cycle', () => {
       'supportsLogPoints', 'supportsSetVariable', 'supportsCompletionsRequest', 'supportsExceptionInfoRequest', 'supportsExceptionFilterOptions',
       'supportsTerminateRequest', 'supportsDataBreakpoints', 'supportsDataBreakpointBytes', 'supportsReadMemoryRequest', 'supportsWriteMemoryRequest',
       'supportsDisassembleRequest', 'supportsSteppingGranularity', 'supportsInstructionBreakpoints', 'supportsSingleThreadExecutionRequests',
-      'supportsRestartRequest',
+      'supportsRestartRequest', 'supportsLoadedSourcesRequest',
     ] as const) {
       assert.equal(caps[flag], true, flag);
     }
