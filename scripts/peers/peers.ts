@@ -12,6 +12,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { repoPath, repoRoot } from '../../test/oracle/repo';
+import { which } from '../../test/oracle/commands';
 import { assemble } from '../../src/asm/assembler';
 import { bochsAvailable, runOnBochs } from '../../test/oracle/bochs/bochs';
 import { kvmAvailable, runOnKvm } from '../../test/oracle/kvm/kvm';
@@ -140,20 +141,6 @@ export interface GuestImage {
 const REPO_ROOT = repoRoot();
 const BUILD_DIR = path.join(REPO_ROOT, '.build', 'peers');
 const QEMU_ROM_SRC = repoPath('scripts', 'peers', 'qemu-rom.asm');
-
-function which(cmd: string): string | undefined {
-  for (const d of (process.env.PATH || '').split(path.delimiter)) {
-    if (!d) continue;
-    const p = path.join(d, cmd);
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      return p;
-    } catch {
-      /* not here */
-    }
-  }
-  return undefined;
-}
 
 function withTempDir<T>(prefix: string, f: (dir: string) => T): T {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));

@@ -196,6 +196,17 @@ export function condition(s: FlagState, cc: number): boolean {
   }
 }
 
+/** Records a lazy result of all six arithmetic flags: the first operand and the result, normalized to the width. */
+export function recordLazy(s: FlagState, kind: number, size: number, alo: number, ahi: number, rlo: number, rhi: number): void {
+  s.lazy = ARITH;
+  s.lazyKind = kind;
+  s.lazySize = size;
+  s.lazyAlo = alo;
+  s.lazyAhi = ahi;
+  s.lazyRlo = rlo;
+  s.lazyRhi = rhi;
+}
+
 /** Sets the arithmetic flags eagerly (shifts, multiplies, ... compute them directly). */
 export function setArith(s: FlagState, bits: number): void {
   s.flags = (s.flags & ~ARITH) | (bits & ARITH);

@@ -8,8 +8,9 @@
 // Without Bochs, (b) prints "Bochs oracle unavailable: <reason>" and is skipped (a failure under
 // CI=true); without /dev/kvm, (c) prints "real KVM oracle unavailable: <reason>" and is skipped.
 import assert from 'node:assert/strict';
-import { bochsAvailable, runOnBochs } from '../bochs/bochs';
-import { kvmAvailable, runOnKvm } from '../kvm/kvm';
+import { runOnBochs } from '../bochs/bochs';
+import { runOnKvm } from '../kvm/kvm';
+import { skipUnlessOracle } from '../skip';
 import type { RunGuest } from '../diff/emulator-interface';
 import {
   compareApicEmulator, compareWithExpected, expectedConsole, formatApicMismatches, type ApicMismatch, oracleVsExpected,
@@ -156,12 +157,7 @@ describe('LAPIC corpus (test/oracle/apic)', function () {
 describe('(b) LAPIC corpus: Bochs live', function () {
   const covered = new Map<string, string[]>();
   before(function () {
-    const a = bochsAvailable();
-    if (!a.ok) {
-      if (process.env.CI === 'true') throw new Error(`Bochs oracle unavailable: ${a.reason} (CI=true makes this a failure)`);
-      console.log(`Bochs oracle unavailable: ${a.reason}`);
-      this.skip();
-    }
+    skipUnlessOracle(this, 'Bochs');
     if (!fresh()) this.skip(); // reported by (a)
   });
 
@@ -191,12 +187,7 @@ describe('(b) LAPIC corpus: Bochs live', function () {
 
 describe('(c) LAPIC corpus: real KVM live vs its recording', function () {
   before(function () {
-    const a = kvmAvailable();
-    if (!a.ok) {
-      if (process.env.AVIC_REQUIRE_KVM === '1') throw new Error(`real KVM oracle unavailable: ${a.reason} (AVIC_REQUIRE_KVM=1 makes this a failure)`);
-      console.log(`real KVM oracle unavailable: ${a.reason}`);
-      this.skip();
-    }
+    skipUnlessOracle(this, 'real KVM');
     if (!fresh()) this.skip(); // reported by (a)
   });
 

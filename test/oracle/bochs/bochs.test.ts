@@ -8,7 +8,8 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BOCHS_MAX_VCPUS, bochsAvailable, runOnBochs, timeBochsLoop } from './bochs';
+import { BOCHS_MAX_VCPUS, runOnBochs, timeBochsLoop } from './bochs';
+import { skipUnlessOracle } from '../skip';
 
 const LOAD = 0x100000;
 
@@ -90,12 +91,7 @@ describe('Bochs oracle (test/oracle/bochs)', function () {
   this.timeout(60000);
 
   before(function () {
-    const a = bochsAvailable();
-    if (!a.ok) {
-      if (process.env.CI === 'true') throw new Error(`Bochs oracle unavailable in CI: ${a.reason}`);
-      console.log(`Bochs oracle unavailable: ${a.reason}`);
-      this.skip();
-    }
+    skipUnlessOracle(this, 'Bochs');
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bochs-test-'));
   });
 

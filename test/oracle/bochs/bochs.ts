@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { repoPath, repoRoot } from '../repo';
+import { which } from '../commands';
 
 /** Largest processor count Bochs 2.7 runs with this configuration (timer table limit). */
 export const BOCHS_MAX_VCPUS = 18;
@@ -58,22 +59,6 @@ const DBG_LINE =
   /(?:Next at t=\d+|\(\d+\) Breakpoint \d+, 0x[0-9a-f]+ in \?\? \(\)|\(\d+\)\.?(?:\[\d+\])? \[0x[0-9a-f]+\] [0-9a-f]{4}:[0-9a-f]+ \([^)\n]*\): [^\n]*)\n?/;
 const DBG_BLOCK = new RegExp(`(?:${DBG_LINE.source})+`, 'g');
 const DBG_TAIL = new RegExp(`(?:${DBG_LINE.source})+$`);
-
-
-function which(cmd: string): string | undefined {
-  if (cmd.includes('/')) return fs.existsSync(cmd) ? cmd : undefined;
-  for (const d of (process.env.PATH || '').split(path.delimiter)) {
-    if (!d) continue;
-    const p = path.join(d, cmd);
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      return p;
-    } catch {
-      /* not here */
-    }
-  }
-  return undefined;
-}
 
 let availability: { ok: boolean; reason: string } | undefined;
 

@@ -7,7 +7,8 @@
 // unavailable: <reason>" and is skipped, except under CI=true where it fails.
 import assert from 'node:assert/strict';
 import { bochsAvailable, runOnBochs } from '../bochs/bochs';
-import { kvmAvailable, runOnKvm } from '../kvm/kvm';
+import { runOnKvm } from '../kvm/kvm';
+import { skipUnlessOracle } from '../skip';
 import { checkKvmModels, type Sample, undefinedSamples } from './analyze-undefined';
 import {
   checkComplete, checkExpectations, compareConsoles, compareEmulatorWithOracles, formatMismatches, type Mismatch, parseConsole,
@@ -182,12 +183,7 @@ describe('comparison (compare.ts) on the recorded KVM output', function () {
 
 describe('(b) Bochs live vs the recorded real-KVM results', function () {
   before(function () {
-    const a = bochsAvailable();
-    if (!a.ok) {
-      if (process.env.CI === 'true') throw new Error(`Bochs oracle unavailable: ${a.reason} (CI=true makes this a failure)`);
-      console.log(`Bochs oracle unavailable: ${a.reason}`);
-      this.skip();
-    }
+    skipUnlessOracle(this, 'Bochs');
     if (recordingStaleness(recording).length) this.skip(); // reported by (a)
   });
 
@@ -209,12 +205,7 @@ describe('(b) Bochs live vs the recorded real-KVM results', function () {
 
 describe('(c) real KVM live vs its recording (a changed host shows here)', function () {
   before(function () {
-    const a = kvmAvailable();
-    if (!a.ok) {
-      if (process.env.AVIC_REQUIRE_KVM === '1') throw new Error(`real KVM oracle unavailable: ${a.reason} (AVIC_REQUIRE_KVM=1 makes this a failure)`);
-      console.log(`real KVM oracle unavailable: ${a.reason}`);
-      this.skip();
-    }
+    skipUnlessOracle(this, 'real KVM');
     if (recordingStaleness(recording).length) this.skip(); // reported by (a)
   });
 

@@ -7,7 +7,8 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { HARNESS_SOURCE, KvmResult, buildKvmHarness, kvmAvailable, reg, runOnKvm } from './kvm';
+import { HARNESS_SOURCE, KvmResult, buildKvmHarness, reg, runOnKvm } from './kvm';
+import { skipUnlessOracle } from '../skip';
 
 let tmpDir = '';
 
@@ -62,13 +63,7 @@ describe('real KVM oracle harness build (gcc only)', function () {
 
 describe('real KVM oracle (avic-kvm)', function () {
   before(function () {
-    const avail = kvmAvailable();
-    if (!avail.ok) {
-      if (process.env.AVIC_REQUIRE_KVM === '1')
-        throw new Error(`real KVM oracle unavailable: ${avail.reason} (AVIC_REQUIRE_KVM=1 makes this a failure)`);
-      console.log(`real KVM oracle unavailable: ${avail.reason}`);
-      this.skip();
-    }
+    skipUnlessOracle(this, 'real KVM');
     tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'avic-kvm-test-'));
   });
 

@@ -7,7 +7,7 @@ import { strict as assert } from 'node:assert';
 import { assemble } from '../../../src/asm/assembler';
 import { DEFAULT_OPTIONS, Machine } from '../../../src/machine/machine';
 import { pingPongOnKvm, pingPongOnMachine, pingPongSource } from '../../../scripts/peers/pingpong';
-import { kvmAvailable } from '../kvm/kvm';
+import { skipUnlessOracle } from '../skip';
 
 describe('peers: the x2APIC IPI ping-pong guest', () => {
   it('counts every round trip on both vCPUs, with AVIC + x2AVIC and with AVIC off', () => {
@@ -32,11 +32,7 @@ describe('peers: the x2APIC IPI ping-pong guest', () => {
   });
 
   it('runs on real KVM with the same counts', function () {
-    const a = kvmAvailable();
-    if (!a.ok) {
-      console.log(`      real KVM peer unavailable: ${a.reason}: skipped`);
-      this.skip();
-    }
+    skipUnlessOracle(this, 'real KVM');
     const r = pingPongOnKvm(50);
     assert.equal(typeof r, 'number', typeof r === 'number' ? '' : r.reason);
   });

@@ -4,7 +4,7 @@
 // their own closures; everything else goes through the generic getter/setter path.
 
 import type { Cpu } from '../cpu';
-import { AF, ARITH, CF, getCF, keepCF, LAZY_ADD, LAZY_DEC, LAZY_INC, LAZY_LOGIC, LAZY_SUB, OF, setArith, signBit, zsp } from '../flags';
+import { AF, ARITH, CF, getCF, keepCF, LAZY_ADD, LAZY_DEC, LAZY_INC, LAZY_LOGIC, LAZY_SUB, OF, recordLazy, setArith, signBit, zsp } from '../flags';
 import type { Insn } from '../insn';
 import { continues, type Compiled } from './op';
 import { access, normalize } from './operands';
@@ -13,17 +13,6 @@ export type AluKind = 'add' | 'or' | 'adc' | 'sbb' | 'and' | 'sub' | 'xor' | 'cm
 
 function lazyKindOf(k: AluKind): number {
   return k === 'add' ? LAZY_ADD : k === 'sub' || k === 'cmp' ? LAZY_SUB : LAZY_LOGIC;
-}
-
-/** Records a lazy result: the first operand and the result, normalized to the width. */
-function record(c: Cpu, kind: number, size: number, alo: number, ahi: number, rlo: number, rhi: number): void {
-  c.lazy = ARITH;
-  c.lazyKind = kind;
-  c.lazySize = size;
-  c.lazyAlo = alo;
-  c.lazyAhi = ahi;
-  c.lazyRlo = rlo;
-  c.lazyRhi = rhi;
 }
 
 export function binaryAlu(insn: Insn, kind: AluKind): Compiled {
@@ -570,7 +559,7 @@ function generic(insn: Insn, kind: AluKind): (c: Cpu) => number {
     if (kind === 'adc' || kind === 'sbb') {
     setArith(c, carryFlags(kind, size, alo, ahi, blo, bhi, lo, hi, carryIn));
     } else {
-    record(c, lk, size, alo, ahi, lo, hi);
+    recordLazy(c, lk, size, alo, ahi, lo, hi);
     }
     return 0;
   };
@@ -664,7 +653,7 @@ export function unaryAlu(insn: Insn, kind: UnaryKind): Compiled {
         hi = (~ahi + (alo === 0 ? 1 : 0)) | 0;
       } else lo = normalize(size, -alo);
       put(c, lo, hi);
-      record(c, LAZY_SUB, size, 0, 0, lo, hi);
+      recordLazy(c, LAZY_SUB, size, 0, 0, lo, hi);
       return 0;
     default: {
       const delta = kind === 'inc' ? 1 : -1;
@@ -674,7 +663,7 @@ export function unaryAlu(insn: Insn, kind: UnaryKind): Compiled {
       } else lo = normalize(size, alo + delta);
       put(c, lo, hi);
       keepCF(c);
-      record(c, kind === 'inc' ? LAZY_INC : LAZY_DEC, size, alo, ahi, lo, hi);
+      recordLazy(c, kind === 'inc' ? LAZY_INC : LAZY_DEC, size, alo, ahi, lo, hi);
       c.lazy = ARITH & ~CF;
       return 0;
     }

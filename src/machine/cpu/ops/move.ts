@@ -2,7 +2,7 @@
 // cmpxchg, cbw/cwde/cdqe, cwd/cdq/cqo, and the stack: push, pop, pushfq, popfq, leave.
 
 import type { Cpu } from '../cpu';
-import { ARITH, LAZY_ADD, LAZY_SUB } from '../flags';
+import { LAZY_ADD, LAZY_SUB, recordLazy } from '../flags';
 import type { Insn } from '../insn';
 import { continues, type Compiled } from './op';
 import { access, makeEa, normalize } from './operands';
@@ -217,16 +217,6 @@ export function cmpxchg(insn: Insn): Compiled {
     recordLazy(c, LAZY_SUB, size, alo, ahi, lo, hi);
     return 0;
   });
-}
-
-function recordLazy(c: Cpu, kind: number, size: number, alo: number, ahi: number, rlo: number, rhi: number): void {
-  c.lazy = ARITH;
-  c.lazyKind = kind;
-  c.lazySize = size;
-  c.lazyAlo = alo;
-  c.lazyAhi = ahi;
-  c.lazyRlo = rlo;
-  c.lazyRhi = rhi;
 }
 
 /** cbw/cwde/cdqe: sign-extend the accumulator's lower half into itself. */
