@@ -57,9 +57,7 @@ export class Block {
     readonly addrs: readonly number[],
     /** address after each instruction */
     readonly nexts: readonly number[],
-    /** physical pages the block's bytes came from */
-    readonly pages: readonly number[],
-    /** the bytes it came from, per page: offsets [from, to) within the page */
+    /** the bytes it came from, per physical page: offsets [from, to) within the page */
     readonly spans: readonly CodeSpan[],
     /** fusion of instruction i with i + 1, where the pair fuses */
     fusedPairs: ReadonlyMap<number, Op> = new Map(),
@@ -198,14 +196,6 @@ export class BlockCache {
     return dropped;
   }
 
-  /** Drops every block decoded from a physical page (a debugger write). Returns whether any existed. */
-  invalidatePage(page: number): boolean {
-    const list = this.byPage.get(page);
-    if (!list) return false;
-    for (const b of [...list]) this.drop(b);
-    return true;
-  }
-
   /** Paging changed under the decoded code: everything is rebuilt on demand. */
   invalidateAll(): void {
     for (const b of this.map.values()) b.valid = false;
@@ -237,14 +227,14 @@ export class BlockCache {
   }
 
   /** Reads up to `max` instruction bytes at a linear address through the CPU's page tables (fetch access). */
-  private fetch(cpu: Cpu, lo: number, hi: number, max: number): { bytes: Uint8Array; pages: number[]; offset: number } {
+  private fetch(cpu: Cpu, lo: number, hi: number, max: number): { bytes: Uint8Array; page: number; offset: number } {
     const phys = cpu.translate(lo, hi, ACCESS_FETCH);
     const inPage = Math.min(max, PAGE - (lo & 0xfff));
     const bytes = new Uint8Array(inPage + 15);
     const ram = this.mem.ram;
     let n = 0;
     for (; n < inPage; n++) bytes[n] = phys + n < this.mem.size ? ram[phys + n] : 0xff;
-    return { bytes: bytes.subarray(0, n), pages: [Math.floor(phys / PAGE)], offset: phys % PAGE };
+    return { bytes: bytes.subarray(0, n), page: Math.floor(phys / PAGE), offset: phys % PAGE };
   }
 
   private build(cpu: Cpu): Block {
@@ -254,7 +244,7 @@ export class BlockCache {
     const hi = hiOf(start);
     const first = this.fetch(cpu, lo, hi, 512);
     let bytes = first.bytes;
-    const pages = [...first.pages];
+    let nextPage: number | undefined;
     // an instruction may run into the next page: take up to 15 more bytes from it when it is mapped
     let crossFault: GuestFault | undefined;
     if (bytes.length < 512) {
@@ -265,7 +255,7 @@ export class BlockCache {
         joined.set(bytes);
         joined.set(more.bytes, bytes.length);
         bytes = joined;
-        pages.push(...more.pages);
+        nextPage = more.page;
       } catch (e) {
         if (!(e instanceof GuestFault)) throw e;
         crossFault = e;
@@ -323,10 +313,10 @@ export class BlockCache {
     } finally {
       decoder.free();
     }
+    // the bytes decoded: in the first page, and in the next one only when the last instruction reaches into it
     const length = nexts[nexts.length - 1] - start;
-    const usedPages = offsetPages(pages, firstPageBytes, length);
-    const spans: CodeSpan[] = [{ page: usedPages[0], from: first.offset, to: first.offset + Math.min(length, firstPageBytes) }];
-    if (usedPages.length > 1) spans.push({ page: usedPages[1], from: 0, to: length - firstPageBytes });
+    const spans: CodeSpan[] = [{ page: first.page, from: first.offset, to: first.offset + Math.min(length, firstPageBytes) }];
+    if (length > firstPageBytes && nextPage !== undefined) spans.push({ page: nextPage, from: 0, to: length - firstPageBytes });
     const pairs = new Map<number, Op>();
     const quiet = new Map<number, Op>();
     for (let i = 0; i + 1 < ops.length; i++) {
@@ -341,7 +331,7 @@ export class BlockCache {
       const q = !a || !b ? undefined : overwritesFlags(b) ? quietAlu(a) : overwritesAllButCF(b) ? logicBeforeIncDec(a) : undefined;
       if (q) quiet.set(i, q);
     }
-    const block = new Block(start, cpu.cr3, ops, addrs, nexts, usedPages, spans, pairs, quiet);
+    const block = new Block(start, cpu.cr3, ops, addrs, nexts, spans, pairs, quiet);
     block.tightLoop = isTightLoop(insns, ops.length, start);
     block.breakpoint = this.breakpointSet.has(start);
     this.built++;
@@ -366,7 +356,3 @@ function isTightLoop(insns: readonly (Insn | undefined)[], n: number, start: num
   return true;
 }
 
-/** The pages a block really covers (the second only when its bytes reach into it). */
-function offsetPages(pages: number[], firstPageBytes: number, length: number): number[] {
-  return length > firstPageBytes && pages.length > 1 ? pages : [pages[0]];
-}

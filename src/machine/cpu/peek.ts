@@ -105,7 +105,7 @@ export function peekLinear(cpu: Cpu, linear: bigint, length: number): { bytes: U
 /**
  * Writes bytes at a linear address into RAM (DAP `writeMemory`), stopping at the first byte that
  * cannot be written (unmapped or not RAM; read-only pages are written: a kernel poke). Decoded
- * code on the pages written is dropped, as for the guest's self-modifying code. Sets no
+ * code made of the bytes written is dropped, as for the guest's self-modifying code. Sets no
  * accessed/dirty bit. Returns the number of bytes written.
  */
 export function pokeLinear(cpu: Cpu, linear: bigint, data: Uint8Array): number {
@@ -116,8 +116,8 @@ export function pokeLinear(cpu: Cpu, linear: bigint, data: Uint8Array): number {
     const phys = ramAddress(cpu, addr, true);
     if (phys === undefined) break;
     const n = Math.min(data.length - done, PAGE_SIZE - Number(addr & 0xfffn));
-    const page = Math.floor(phys / PAGE_SIZE);
-    if (mem.codePages[page] !== 0) cpu.bus.blocks.invalidatePage(page);
+    // decoded code made of these bytes is dropped, as for the guest's own stores
+    if (mem.codePages[Math.floor(phys / PAGE_SIZE)] !== 0) cpu.bus.blocks.invalidateRange(phys, n);
     mem.ram.set(data.subarray(done, done + n), phys);
     done += n;
   }
